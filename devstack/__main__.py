@@ -1,0 +1,70 @@
+"""`bin/devstack`: run postwire on loopback without Docker; Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+from devstack.proc import StartupError
+from devstack.stack import Stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
+    parser.add_argument("--ws-nodes", type=int, default=3, help="Daphne processes (default 3)")
+    parser.add_argument("--api-nodes", type=int, default=1, help="gunicorn instances (default 1)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("POSTWIRE_HTTP_PORT", 8080)),
+                        help="nginx port (default 8080)")
+    parser.add_argument("--run-dir", help="logs and data (default: a new temporary directory)")
+    parser.add_argument("--channel-layer", choices=["core", "pubsub"], help="CHANNEL_LAYER for the nodes")
+    parser.add_argument("--fanout", choices=["hub", "per-socket"], help="POSTWIRE_FANOUT for the nodes")
+    args = parser.parse_args(argv)
+
+    extra = {}
+    if args.channel_layer:
+        extra["CHANNEL_LAYER"] = args.channel_layer
+    if args.fanout:
+        extra["POSTWIRE_FANOUT"] = args.fanout
+    stack = Stack(
+        ws_nodes=args.ws_nodes, api_nodes=args.api_nodes, port=args.port, run_dir=args.run_dir,
+        database_url=os.environ.get("DATABASE_URL"), redis_url=os.environ.get("REDIS_URL"),
+        staff_username=os.environ.get("POSTWIRE_BOOTSTRAP_USERNAME", "admin"),
+        staff_password=os.environ.get("POSTWIRE_BOOTSTRAP_PASSWORD", "postwire-admin"),
+        extra_env=extra,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        stack.start()
+    except StartupError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+    print(f"""
+postwire is up (logs in {stack.run_dir}):
+  GraphiQL      {stack.graphql_url}
+  subscriptions {stack.ws_url}
+  admin         {stack.http_url}/admin/   (staff user: {stack.staff_username} / {stack.staff_password})
+  database      {stack.database_url}
+  redis         {stack.redis_url}
+  nodes         {', '.join(f'{n.name}=:{n.port}' for n in stack.api + stack.ws)}
+Ctrl-C stops everything.""", flush=True)
+    try:
+        while True:
+            dead = [n.name for n in stack.api + stack.ws if not n.process.alive()]
+            if dead:
+                print(f"devstack: node(s) exited: {', '.join(dead)}; see their logs", file=sys.stderr)
+            time.sleep(2 if not dead else 30)
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

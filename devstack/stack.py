@@ -1,0 +1,220 @@
+"""The whole postwire topology on loopback, without Docker:
+
+    nginx :port ─┬─ /graphql   → gunicorn × api_nodes   (services/api/bin/postwire api)
+                 └─ /wsgraphql → Daphne  × ws_nodes    (services/api/bin/postwire ws)
+    PostgreSQL and Redis: started here on free ports, or given as DATABASE_URL / REDIS_URL.
+
+Used by `bin/devstack` (interactive) and by the stack test tier (as a context manager).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.backing import Postgres, Redis
+from devstack.proc import Process, StartupError, free_port, require
+
+REPO = Path(__file__).resolve().parent.parent
+API_DIR = REPO / "services" / "api"
+POSTWIRE = API_DIR / "bin" / "postwire"
+NGINX_RENDER = REPO / "nginx" / "render-config.sh"
+
+
+@dataclass
+class Node:
+    name: str
+    port: int
+    process: Process
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        ws_nodes: int = 3,
+        api_nodes: int = 1,
+        port: int | None = None,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        run_dir: Path | None = None,
+        staff_username: str = "admin",
+        staff_password: str = "postwire-admin",
+        extra_env: dict[str, str] | None = None,
+        database_name: str = "postwire",
+    ):
+        self.ws_count = ws_nodes
+        self.api_count = api_nodes
+        self.port = port or free_port()
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="postwire-stack-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.staff_username = staff_username
+        self.staff_password = staff_password
+        self.extra_env = extra_env or {}
+        self.database_name = database_name
+        self.postgres = None if database_url else Postgres(self.run_dir)
+        self.redis = None if redis_url else Redis(self.run_dir)
+        self._database_url = database_url
+        self._redis_url = redis_url
+        self.api: list[Node] = []
+        self.ws: list[Node] = []
+        self.nginx: Process | None = None
+
+    # --- URLs -----------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.http_url}/graphql"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/wsgraphql"
+
+    @property
+    def database_url(self) -> str:
+        return self._database_url
+
+    @property
+    def redis_url(self) -> str:
+        return self._redis_url or self.redis.url
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def app_env(self, node_name: str, port: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            POSTWIRE_ENV="development",
+            DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY", "devstack-insecure-key"),
+            DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,[::1]",
+            DJANGO_SECURE_COOKIES="false",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            POSTWIRE_NODE_NAME=node_name,
+            PORT=str(port),
+            GRAPHIQL_ENABLED="true",
+            POSTWIRE_BOOTSTRAP_USERNAME=self.staff_username,
+            POSTWIRE_BOOTSTRAP_PASSWORD=self.staff_password,
+            # The venv that runs this supervisor also runs the services.
+            PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.postgres:
+            self.postgres.start()
+            self._database_url = self.postgres.create_database(self.database_name)
+        if self.redis:
+            self.redis.start()
+        self._migrate()
+        for i in range(1, self.api_count + 1):
+            self.api.append(self._start_node("api", i))
+        for i in range(1, self.ws_count + 1):
+            self.ws.append(self._start_node("ws", i))
+        for node in self.api + self.ws:
+            node.process.wait_for_http(f"{node.base_url}/healthz", timeout=60)
+        self._start_nginx()
+
+    def _migrate(self) -> None:
+        result = subprocess.run(
+            [str(POSTWIRE), "migrate"], env=self.app_env("migrate", 0), capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise StartupError(f"migrate failed:\n{result.stdout}\n{result.stderr}")
+
+    def _start_node(self, role: str, index: int) -> Node:
+        name = f"{role}-{index}"
+        port = free_port()
+        env = self.app_env(name, port)
+        if role == "api":
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / f"prometheus-{name}")
+        process = Process(name, [str(POSTWIRE), role], log_dir=self.run_dir, env=env).start()
+        return Node(name, port, process)
+
+    def nginx_conf(self) -> str:
+        env = dict(os.environ)
+        env.update(
+            POSTWIRE_LISTEN_PORT=str(self.port),
+            POSTWIRE_API_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.api),
+            POSTWIRE_WS_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.ws),
+            POSTWIRE_RESOLVER="",
+            NGINX_RUN_DIR=str(self.run_dir / "nginx"),
+            NGINX_ACCESS_LOG=str(self.run_dir / "nginx-access.log"),
+            NGINX_ERROR_LOG=str(self.run_dir / "nginx-error.log"),
+            NGINX_WORKER_PROCESSES="2",
+        )
+        result = subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True)
+        return result.stdout
+
+    def _start_nginx(self) -> None:
+        nginx = require("nginx", "apt-get install nginx-light")
+        (self.run_dir / "nginx").mkdir(exist_ok=True)
+        conf = self.run_dir / "nginx.conf"
+        conf.write_text(self.nginx_conf())
+        argv = [nginx, "-p", str(self.run_dir / "nginx"), "-c", str(conf), "-g", "daemon off;"]
+        check = subprocess.run([*argv[:-2], "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise StartupError(f"nginx rejected the rendered config:\n{check.stderr}")
+        self.nginx = Process("nginx", argv, log_dir=self.run_dir).start()
+        self.nginx.wait_for_http(f"{self.http_url}/healthz")
+
+    def stop(self) -> None:
+        for process in [self.nginx, *(n.process for n in self.ws + self.api)]:
+            if process is not None:
+                process.stop()
+        if self.redis:
+            self.redis.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- what tests do to it --------------------------------------------------------------
+
+    def manage(self, *args: str) -> str:
+        """Run a manage.py command against this stack's database (test setup, not a client path)."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=API_DIR, env=self.app_env("manage", 0),
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.api + self.ws if n.name == name)
+
+    def restart_node(self, name: str) -> None:
+        node = self.node(name)
+        node.process.stop()
+        node.process.start()
+        node.process.wait_for_http(f"{node.base_url}/healthz", timeout=60)

@@ -1,0 +1,20 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import transaction
+
+PUBLISHER_PERMISSIONS = [("blog", "publish_post"), ("blog", "view_post")]
+
+
+@transaction.atomic
+def ensure_staff_publisher(*, username: str, password: str, email: str = ""):
+    """Create (or bring up to date) a staff user who may publish. Idempotent: safe on every deploy."""
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=username, defaults={"email": email})
+    user.is_staff = True
+    if email:
+        user.email = email
+    user.set_password(password)
+    user.save()
+    for app_label, codename in PUBLISHER_PERMISSIONS:
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user, created

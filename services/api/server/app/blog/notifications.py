@@ -1,0 +1,98 @@
+"""Blog events on the wire: what a notification carries, how it is sent, how it is recovered.
+
+The data path, top to bottom:
+  services.post_publish  -> writes Post + PostEvent in one transaction
+  broadcast_on_commit    -> after COMMIT only, one group_send of the event (no post lookup later)
+  hub (one per Daphne process) -> receives it once, fans out to local subscriptions
+  graph.subscriptions    -> turns each Notification into the GraphQL type
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from server.app.blog.models import PostEvent
+from server.realtime import publish
+from server.realtime.hub import Hub
+
+MESSAGE_TYPE = "post.event"  # the channel-layer message "type" (a consumer would route on it)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """Immutable and shared: one object per event per process, handed to every subscriber."""
+
+    seq: int
+    kind: str
+    post_id: uuid.UUID
+    title: str
+    published_at: datetime.datetime | None
+
+    @classmethod
+    def from_event(cls, event: PostEvent) -> Notification:
+        return cls(event.seq, event.kind, event.post_id, event.title, event.published_at)
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Notification:
+        published_at = message.get("published_at")
+        return cls(
+            seq=int(message["seq"]),
+            kind=message["kind"],
+            post_id=uuid.UUID(message["post_id"]),
+            title=message["title"],
+            published_at=datetime.datetime.fromisoformat(published_at) if published_at else None,
+        )
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "type": MESSAGE_TYPE,
+            "seq": self.seq,
+            "kind": self.kind,
+            "post_id": str(self.post_id),
+            "title": self.title,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+        }
+
+
+def broadcast_on_commit(event: PostEvent) -> None:
+    """Send the event once the surrounding transaction commits; a rollback sends nothing."""
+    message = Notification.from_event(event).to_message()
+    transaction.on_commit(lambda: publish.group_send(settings.POSTS_CHANNEL, message))
+
+
+@database_sync_to_async
+def latest_seq() -> int:
+    last = PostEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    return last or 0
+
+
+@database_sync_to_async
+def events_after(seq: int, kinds: Iterable[str] | None = None, limit: int = 1000) -> list[Notification]:
+    """Everything stored after `seq` (the gap a subscriber or a hub missed), oldest first."""
+    rows = PostEvent.objects.filter(seq__gt=seq).order_by("seq")
+    if kinds is not None:
+        rows = rows.filter(kind__in=list(kinds))
+    return [Notification.from_event(row) for row in rows[:limit]]
+
+
+@functools.cache
+def get_hub() -> Hub:
+    """This process's hub (created lazily, started by the first subscription)."""
+    return Hub(
+        group=settings.POSTS_CHANNEL,
+        decode=Notification.from_message,
+        latest_seq=latest_seq,
+        events_after=events_after,
+        rejoin_seconds=settings.HUB_REJOIN_SECONDS,
+        catchup_seconds=settings.HUB_CATCHUP_SECONDS,
+        queue_size=settings.HUB_SUBSCRIBER_QUEUE,
+    )

@@ -1,0 +1,215 @@
+"""The per-process hub: one channel-layer group member per Daphne process, fanning out in memory.
+
+If every WebSocket joined the group itself, each publish would cost the layer O(subscribers)
+Redis work (channels_redis reads every group member). Here each process joins once, so a publish
+costs O(processes), and local delivery is a queue put per subscriber, with no database query.
+
+The hub also keeps its membership alive:
+- re-joins every `rejoin_seconds`, well inside the layer's `group_expiry`, after which
+  channels_redis silently drops members;
+- survives Redis restarts: `receive()` raises, the hub backs off, reconnects, re-joins, and
+  asks the database for everything after the last sequence number it delivered (the gap);
+- catches up periodically as well, so a broadcast lost on the publishing side still arrives.
+Subscriber WebSockets stay open through all of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from server.realtime import metrics
+
+log = logging.getLogger(__name__)
+
+
+class Event(Protocol):
+    seq: int
+    kind: str
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber's queue overflowed; it should resubscribe with `after` set to its last seq."""
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    kinds: frozenset[str]
+    queue: asyncio.Queue = field(repr=False)
+    overflowed: bool = False
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        group: str,
+        decode: Callable[[dict[str, Any]], Event],
+        latest_seq: Callable[[], Awaitable[int]],
+        events_after: Callable[[int, Iterable[str] | None], Awaitable[list[Event]]],
+        rejoin_seconds: float,
+        catchup_seconds: float,
+        queue_size: int,
+        layer_alias: str = "default",
+    ) -> None:
+        self.group = group
+        self._decode = decode
+        self._latest_seq = latest_seq
+        self._events_after = events_after
+        self._rejoin_seconds = rejoin_seconds
+        self._catchup_seconds = catchup_seconds
+        self._queue_size = queue_size
+        self._layer_alias = layer_alias
+        self._subscribers: set[_Subscriber] = set()
+        self._task: asyncio.Task | None = None
+        self._catchup_lock = asyncio.Lock()
+        # Highest seq delivered, plus a window of recent seqs: a seq can arrive live and again
+        # from a catch-up query; subscribers must see it once.
+        self._high_seq: int | None = None
+        self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.connected = asyncio.Event()
+        self.channel_name: str | None = None
+
+    # --- subscriber side -------------------------------------------------------------------
+
+    async def stream(self, kinds: Iterable[str], after: int | None = None) -> AsyncIterator[Event]:
+        """Yield events of `kinds`; with `after`, first replay what was stored after that seq."""
+        subscriber = _Subscriber(kinds=frozenset(kinds), queue=asyncio.Queue(self._queue_size))
+        self._subscribers.add(subscriber)
+        metrics.LIVE_SUBSCRIPTIONS.inc()
+        try:
+            self._ensure_running()
+            floor = -1
+            if after is not None:
+                # Registered before querying, so nothing published meanwhile can fall between.
+                floor = after
+                for event in await self._events_after(after, subscriber.kinds):
+                    floor = max(floor, event.seq)
+                    yield event
+            while True:
+                event = await subscriber.queue.get()
+                if event is None:
+                    raise SubscriberTooSlow(
+                        f"subscriber fell {self._queue_size} notifications behind; "
+                        f"resubscribe with after={floor}"
+                    )
+                if event.seq > floor:
+                    floor = event.seq
+                    yield event
+        finally:
+            self._subscribers.discard(subscriber)
+            metrics.LIVE_SUBSCRIPTIONS.dec()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _deliver(self, event: Event) -> None:
+        """Hand one event to every local subscriber that wants it (no awaits: atomic per event)."""
+        if event.seq in self._recent:
+            metrics.HUB_DUPLICATES.inc()
+            return
+        self._recent[event.seq] = None
+        if len(self._recent) > 10_000:
+            self._recent.popitem(last=False)
+        if self._high_seq is None or event.seq > self._high_seq:
+            self._high_seq = event.seq
+        for subscriber in list(self._subscribers):
+            if subscriber.overflowed or event.kind not in subscriber.kinds:
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A stalled client must not hold memory for everyone: end its stream instead.
+                subscriber.overflowed = True
+                subscriber.queue.get_nowait()
+                subscriber.queue.put_nowait(None)
+
+    # --- layer side ------------------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hub:{self.group}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a lost Redis connection, a failed query: retry them all
+                self.connected.clear()
+                metrics.HUB_RECONNECTS.inc()
+                delay = backoff * (1 + random.random() / 2)
+                log.warning("hub %s lost the channel layer (%s: %s); retrying in %.1fs",
+                            self.group, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 0.5
+
+    async def _session(self) -> None:
+        layer = get_channel_layer(self._layer_alias)
+        if self._high_seq is None:
+            self._high_seq = await self._latest_seq()
+        self.channel_name = await layer.new_channel("hub.")
+        await layer.group_add(self.group, self.channel_name)
+        log.info("hub %s joined as %s at seq %s", self.group, self.channel_name, self._high_seq)
+        await self._catch_up()  # whatever was published while we were away
+        self.connected.set()
+        keeper = asyncio.create_task(self._keep_membership(layer, self.channel_name))
+        try:
+            while True:
+                message = await layer.receive(self.channel_name)
+                metrics.HUB_MESSAGES.inc()
+                event = self._decode(message)
+                if self._high_seq is not None and event.seq > self._high_seq + 1:
+                    # A gap: something was lost on the way (or is still committing). Ask the
+                    # database in the background; the live event goes out now.
+                    asyncio.create_task(self._catch_up())
+                self._deliver(event)
+        finally:
+            keeper.cancel()
+
+    async def _keep_membership(self, layer, channel_name: str) -> None:
+        """Re-join before the layer's group_expiry drops us; catch up on a timer."""
+        next_rejoin = self._rejoin_seconds
+        while True:
+            pause = min(next_rejoin, self._catchup_seconds)
+            await asyncio.sleep(pause)
+            next_rejoin -= pause
+            try:
+                if next_rejoin <= 0:
+                    await layer.group_add(self.group, channel_name)
+                    metrics.HUB_REJOINS.inc()
+                    next_rejoin = self._rejoin_seconds
+                await self._catch_up()
+            except Exception as exc:  # the receive loop sees the same outage and reconnects
+                log.warning("hub %s maintenance failed: %s: %s", self.group, type(exc).__name__, exc)
+
+    async def _catch_up(self) -> None:
+        async with self._catchup_lock:
+            if self._high_seq is None:
+                return
+            missed = await self._events_after(self._high_seq, None)
+            for event in missed:
+                if event.seq not in self._recent:
+                    metrics.HUB_CAUGHT_UP.inc()
+                self._deliver(event)

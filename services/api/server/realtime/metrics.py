@@ -1,0 +1,16 @@
+"""Prometheus metrics of the real-time path. Each Daphne process exports its own at /metrics."""
+
+from prometheus_client import Counter, Gauge
+
+LIVE_SUBSCRIPTIONS = Gauge(
+    "postwire_live_subscriptions", "Subscriptions open on this node", multiprocess_mode="livesum"
+)
+NOTIFICATIONS_DELIVERED = Counter(
+    "postwire_notifications_delivered", "Notifications handed to subscribers on this node", ["subscription"]
+)
+HUB_MESSAGES = Counter("postwire_hub_messages", "Channel-layer messages received by this node's hub")
+HUB_DUPLICATES = Counter("postwire_hub_duplicates", "Events the hub saw twice and delivered once")
+HUB_CAUGHT_UP = Counter("postwire_hub_caught_up", "Events the hub recovered from the database")
+HUB_RECONNECTS = Counter("postwire_hub_reconnects", "Times the hub lost the channel layer and retried")
+HUB_REJOINS = Counter("postwire_hub_rejoins", "Periodic re-joins of the channel-layer group")
+BROADCASTS = Counter("postwire_broadcasts", "Events sent to the channel layer after commit", ["outcome"])

@@ -1,0 +1,50 @@
+"""Two schemas, as in the seed tutorial: strawberry_django's resolvers expect an HTTP request in
+`info.context`, which WebSocket contexts (a dict) lack, so mutations and model queries are served
+over HTTP only. The HTTP schema still *declares* the subscriptions, so GraphiQL at /graphql can
+validate and run them (nginx sends its WebSocket upgrade to Daphne)."""
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from django.conf import settings
+from strawberry.extensions import QueryDepthLimiter
+from strawberry.tools import merge_types
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from server.app.authentication.graph import mutations as auth_mutations
+from server.app.authentication.graph import queries as auth_queries
+from server.app.blog.graph import mutations as blog_mutations
+from server.app.blog.graph import queries as blog_queries
+from server.app.blog.graph import subscriptions as blog_subscriptions
+
+
+@strawberry.type
+class ServerQuery:
+    @strawberry.field(description="Name of the node serving this request (gunicorn or Daphne).")
+    def server_node(self) -> str:
+        return settings.NODE_NAME
+
+
+@strawberry.type
+class ServerSubscription:
+    @strawberry.subscription(
+        description="Yields the name of the Daphne node holding this WebSocket once, then completes. "
+        "(The legacy graphql-ws protocol carries subscriptions only, so this is not a query.)"
+    )
+    async def server_node(self) -> AsyncGenerator[str, None]:
+        yield settings.NODE_NAME
+
+
+query = merge_types("Query", (ServerQuery, auth_queries.Query, blog_queries.Query))
+mutation = merge_types("Mutation", (auth_mutations.Mutation, blog_mutations.Mutation))
+subscription = merge_types("Subscription", (ServerSubscription, blog_subscriptions.Subscription))
+
+_limits = [QueryDepthLimiter(max_depth=10)]
+
+schema = strawberry.Schema(
+    query=query,
+    mutation=mutation,
+    subscription=subscription,
+    extensions=[*_limits, DjangoOptimizerExtension()],
+)
+ws_schema = strawberry.Schema(query=ServerQuery, subscription=subscription, extensions=_limits)

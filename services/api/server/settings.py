@@ -1,0 +1,209 @@
+"""postwire settings: everything comes from the environment (see .env.example at the repo root).
+
+POSTWIRE_ENV=development relaxes only what a laptop needs (an insecure default secret key, local
+database/redis URLs, localhost hosts, GraphiQL). Anything else is production: a missing secret
+or database URL stops the process at import time instead of running with a guessable default.
+"""
+
+import socket
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+POSTWIRE_ENV = env.str("POSTWIRE_ENV", default="production")
+if POSTWIRE_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"POSTWIRE_ENV must be 'development' or 'production', not {POSTWIRE_ENV!r}")
+DEVELOPMENT = POSTWIRE_ENV == "development"
+
+
+def _required(name: str, dev_default: str) -> str:
+    """A variable production must set explicitly; development falls back to a local default."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEVELOPMENT:
+        return dev_default
+    raise ImproperlyConfigured(
+        f"{name} is not set. It is required when POSTWIRE_ENV=production "
+        f"(set POSTWIRE_ENV=development for local use)."
+    )
+
+
+SECRET_KEY = _required("DJANGO_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else []
+)
+if not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is not set (required when POSTWIRE_ENV=production).")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# WebSocket handshakes with an Origin must match ALLOWED_HOSTS; true also refuses Origin-less ones.
+WS_REQUIRE_ORIGIN = env.bool("POSTWIRE_WS_REQUIRE_ORIGIN", default=False)
+
+# Name of this process in logs, metrics and the `serverNode` query (proves which node served).
+NODE_NAME = env.str("POSTWIRE_NODE_NAME", default=socket.gethostname())
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "channels",
+    "strawberry_django",
+    "server.app.blog",
+    "server.app.authentication",
+]
+
+MIDDLEWARE = [
+    "server.health.HealthCheckMiddleware",  # before host validation: probes address pods by IP
+    "server.node_header.NodeHeaderMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "server.urls"
+WSGI_APPLICATION = "server.wsgi.application"
+ASGI_APPLICATION = "server.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "server" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url_config(
+        _required("DATABASE_URL", "postgres://postwire:postwire@127.0.0.1:5432/postwire")
+    )
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("postwire needs PostgreSQL: DATABASE_URL must be a postgres:// URL.")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
+
+# --- Security -------------------------------------------------------------------------------
+# Cookies are Secure unless the deployment says it serves plain HTTP (local stack, compose).
+_secure_cookies = env.bool("DJANGO_SECURE_COOKIES", default=not DEVELOPMENT)
+SESSION_COOKIE_SECURE = _secure_cookies
+CSRF_COOKIE_SECURE = _secure_cookies
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# nginx terminates TLS (or a load balancer in front of it) and says so in X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+CSRF_FAILURE_VIEW = "server.urls.csrf_failure"
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=1024 * 1024)
+
+# --- GraphQL ---------------------------------------------------------------------------------
+GRAPHIQL_ENABLED = env.bool("GRAPHIQL_ENABLED", default=DEVELOPMENT)
+STRAWBERRY_DJANGO = {"MUTATIONS_DEFAULT_HANDLE_ERRORS": True}
+
+# --- Channel layer and fan-out ---------------------------------------------------------------
+REDIS_URL = _required("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The layer's group membership expires after this; the hub re-joins well inside it.
+CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", default=86400)
+_redis_host = {
+    "address": REDIS_URL,
+    # Must exceed channels_redis's 5 s blocking pop, or idle receivers die with "Timeout reading".
+    "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=15.0),
+    "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=5.0),
+    # redis-py's asyncio pool raises MaxConnectionsError when full; size it on purpose.
+    "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=1000),
+    "health_check_interval": 30,
+}
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="core")
+if CHANNEL_LAYER == "core":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [_redis_host],
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
+                "capacity": env.int("CHANNEL_CAPACITY", default=1000),
+                "expiry": 60,
+            },
+        }
+    }
+elif CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [_redis_host]},
+        }
+    }
+else:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be 'core' or 'pubsub', not {CHANNEL_LAYER!r}")
+
+# Group every Daphne hub joins; one message per publish reaches each process once.
+POSTS_CHANNEL = env.str("POSTS_CHANNEL", default="posts_notifications")
+# "hub": one group member per process (postwire). "per-socket": the tutorial's design, in which
+# every WebSocket joins the group and reads the post from the database; kept for the benchmark.
+FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="hub")
+if FANOUT_MODE not in {"hub", "per-socket"}:
+    raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'hub' or 'per-socket', not {FANOUT_MODE!r}")
+HUB_REJOIN_SECONDS = env.float("POSTWIRE_HUB_REJOIN_SECONDS", default=min(3600.0, CHANNEL_GROUP_EXPIRY / 4))
+HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
+HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
+
+# --- Staff bootstrap (manage.py ensure_staff_user) -------------------------------------------
+BOOTSTRAP_USERNAME = env.str("POSTWIRE_BOOTSTRAP_USERNAME", default="")
+BOOTSTRAP_PASSWORD = env.str("POSTWIRE_BOOTSTRAP_PASSWORD", default="")
+BOOTSTRAP_EMAIL = env.str("POSTWIRE_BOOTSTRAP_EMAIL", default="")
+
+# --- Logging ---------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": f"%(asctime)s %(levelname)s [{NODE_NAME}] %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.contrib import admin
+from django.http import JsonResponse
+from django.middleware.csrf import get_token
+from django.urls import path, re_path
+from django.views.decorators.csrf import ensure_csrf_cookie
+from strawberry.django.views import GraphQLView
+
+from server.schema import schema
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: GraphQL clients get a JSON error that says what to do, not an HTML page."""
+    message = (
+        f"CSRF verification failed ({reason}). GET /csrf/ for a token and send it back as the "
+        "X-CSRFToken header, with the csrftoken cookie."
+    )
+    return JsonResponse({"errors": [{"message": message}]}, status=403)
+
+
+@ensure_csrf_cookie
+def csrf(request):
+    """Hands a client the CSRF token (and cookie) to send as X-CSRFToken with POSTs to /graphql."""
+    return JsonResponse({"csrfToken": get_token(request)})
+
+
+graphql_view = GraphQLView.as_view(schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL_ENABLED else None)
+
+urlpatterns = [
+    # GraphiQL reads the csrftoken cookie; ensure_csrf_cookie makes sure it has one.
+    re_path(r"^graphql/?$", ensure_csrf_cookie(graphql_view), name="graphql"),
+    path("csrf/", csrf, name="csrf"),
+    path("admin/", admin.site.urls),
+]
