@@ -173,7 +173,8 @@ class Stack:
         (self.run_dir / "nginx").mkdir(exist_ok=True)
         conf = self.run_dir / "nginx.conf"
         conf.write_text(self.nginx_conf())
-        argv = [nginx, "-p", str(self.run_dir / "nginx"), "-c", str(conf), "-g", "daemon off;"]
+        argv = [nginx, "-e", str(self.run_dir / "nginx-error.log"), "-p", str(self.run_dir / "nginx"),
+                "-c", str(conf), "-g", "daemon off;"]
         check = subprocess.run([*argv[:-2], "-t", "-q"], capture_output=True, text=True)
         if check.returncode != 0:
             raise StartupError(f"nginx rejected the rendered config:\n{check.stderr}")
