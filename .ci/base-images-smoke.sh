@@ -110,7 +110,7 @@ out=$(dc run --rm -T tools redis-cli -h redis ping 2>"$DIR/err") || cat "$DIR/er
 
 hosts=$(dc run --rm -T tools getent hosts ws 2>"$DIR/err") || cat "$DIR/err"
 n=$(grep -c . <<<"$hosts" || true)
-[[ $n == 2 ]] && ok "getent hosts ws -> $n addresses (2 replicas): $(echo $hosts)" || bad "getent hosts ws -> $n addresses"
+[[ $n == 2 ]] && ok "getent hosts ws -> $n addresses (2 replicas): ${hosts//$'\n'/; }" || bad "getent hosts ws -> $n addresses"
 
 port=$(dc port nginx 8080 | sed 's/.*://')
 http_get() { # url

@@ -44,6 +44,11 @@ declare -A TAGS=(
   [nginx]=$REPO/nginx:1-bookworm
 )
 ORDER=(python postgres redis nginx)
+# Stand-ins that embed the host's CA bundle: rebuilt when it changes (the
+# proxy CA may be re-issued when a machine is reused by a later session).
+CA_EMBEDDING=" python "
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+HOST_CA_SUM=$(sha256sum "$HOST_CA" 2>/dev/null | cut -c1-16 || true)
 
 FORCE=0 REFRESH_BASE=0
 for a in "$@"; do
@@ -225,8 +230,8 @@ build_standin() { # name
   # The spec dir (setup.sh + files it installs) and the host CA bundle
   mkdir -p "$r/tmp/postwire-setup"
   cp -a "$spec/." "$r/tmp/postwire-setup/"
-  if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
-    cp /etc/ssl/certs/ca-certificates.crt "$r/tmp/postwire-setup/host-ca-bundle.crt"
+  if [[ -s $HOST_CA ]]; then
+    cp "$HOST_CA" "$r/tmp/postwire-setup/host-ca-bundle.crt"
   fi
   in_chroot "$r" 'cd /tmp/postwire-setup && . ./setup.sh' ||
     die "setup of $name failed (rootfs left in $r)"
@@ -242,7 +247,8 @@ build_standin() { # name
   # classic builder: works with both the 20.10 and the 28.x docker CLI and
   # needs no buildx plugin; output only shown on failure (it's noisy)
   local out
-  out=$(DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx" 2>&1) ||
+  out=$(DOCKER_BUILDKIT=0 docker build -q -t "$tag" \
+    --label "org.postwire.host-ca=$HOST_CA_SUM" "$ctx" 2>&1) ||
     { echo "$out" >&2; die "docker build of $tag failed"; }
   new=$(docker image inspect -f '{{.Id}}' "$tag")
   # drop the image this one replaced (on --force), unless something uses it
@@ -251,9 +257,19 @@ build_standin() { # name
   say "built $tag in $((SECONDS - t))s"
 }
 
+ca_changed() { # name -> true if the image embeds an older host CA bundle
+  [[ $CA_EMBEDDING == *" $1 "* ]] || return 1
+  [[ $(docker image inspect -f '{{index .Config.Labels "org.postwire.host-ca"}}' "${TAGS[$1]}") != "$HOST_CA_SUM" ]]
+}
+
 for name in "${ORDER[@]}"; do
   if [[ $FORCE == 0 ]] && image_exists "${TAGS[$name]}"; then
-    say "up to date: ${TAGS[$name]} (use --force to rebuild)"
+    if ca_changed "$name"; then
+      say "host CA bundle changed since ${TAGS[$name]} was built: rebuilding"
+      build_standin "$name"
+    else
+      say "up to date: ${TAGS[$name]} (use --force to rebuild)"
+    fi
   else
     build_standin "$name"
   fi

@@ -55,9 +55,22 @@ ensure_pkgs() {
   [[ -z $missing ]] && return 0
   say "installing: $missing"
   export DEBIAN_FRONTEND=noninteractive
+  # Keep docker.io's maintainer script from starting a daemon via its
+  # init script (other flags, other log): we start dockerd ourselves below.
+  local guard=0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    guard=1
+  fi
   apt-get update -qq
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null || {
+    ((guard)) && rm -f /usr/sbin/policy-rc.d
+    die "apt-get install $missing failed"
+  }
+  ((guard)) && rm -f /usr/sbin/policy-rc.d
+  return 0
 }
 # docker.io pulls containerd + runc; iptables is needed for bridge NAT;
 # docker-compose is the v1 (1.29) python tool the product's CI uses.

@@ -9,6 +9,9 @@ import socket
 from pathlib import Path
 
 import environ
+from redis import exceptions as redis_exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -156,6 +159,10 @@ _redis_host = {
     # redis-py's asyncio pool raises MaxConnectionsError when full; size it on purpose.
     "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=1000),
     "health_check_interval": 30,
+    # After a Redis restart every pooled connection is dead; retry once reconnected instead of
+    # failing the first publish or group_add that picks one up.
+    "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+    "retry_on_error": [redis_exceptions.ConnectionError],
 }
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="core")
 if CHANNEL_LAYER == "core":
@@ -189,6 +196,8 @@ if FANOUT_MODE not in {"hub", "per-socket"}:
     raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'hub' or 'per-socket', not {FANOUT_MODE!r}")
 HUB_REJOIN_SECONDS = env.float("POSTWIRE_HUB_REJOIN_SECONDS", default=min(3600.0, CHANNEL_GROUP_EXPIRY / 4))
 HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
+# How often the hub checks that Redis still lists it in the group (lost on a Redis restart).
+HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)
 HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
 
 # --- Staff bootstrap (manage.py ensure_staff_user) -------------------------------------------

@@ -7,8 +7,12 @@ costs O(processes), and local delivery is a queue put per subscriber, with no da
 The hub also keeps its membership alive:
 - re-joins every `rejoin_seconds`, well inside the layer's `group_expiry`, after which
   channels_redis silently drops members;
-- survives Redis restarts: `receive()` raises, the hub backs off, reconnects, re-joins, and
-  asks the database for everything after the last sequence number it delivered (the gap);
+- checks every `check_seconds` that its membership still exists in Redis. A restarted (or
+  flushed, or failed-over) Redis has forgotten every group, while redis-py reconnects quietly
+  and the blocking receive just keeps waiting; so the hub looks, re-joins, and asks the
+  database for everything after the last sequence number it delivered (the gap);
+- survives a lost connection: `receive()` raises, the hub backs off, reconnects, re-joins and
+  catches up the same way;
 - catches up periodically as well, so a broadcast lost on the publishing side still arrives.
 Subscriber WebSockets stay open through all of this.
 """
@@ -57,6 +61,7 @@ class Hub:
         rejoin_seconds: float,
         catchup_seconds: float,
         queue_size: int,
+        check_seconds: float = 5.0,
         layer_alias: str = "default",
     ) -> None:
         self.group = group
@@ -66,6 +71,7 @@ class Hub:
         self._rejoin_seconds = rejoin_seconds
         self._catchup_seconds = catchup_seconds
         self._queue_size = queue_size
+        self._check_seconds = check_seconds
         self._layer_alias = layer_alias
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task | None = None
@@ -138,14 +144,14 @@ class Hub:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hub:{self.group}")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Stop listening (tests, shutdown). Bounded: a channels_redis receive() cancelled right
+        after it delivered a message can miss the cancellation and wait forever."""
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task], timeout=timeout)
             self._task = None
+            self.connected.clear()
 
     async def _run(self) -> None:
         backoff = 0.5
@@ -169,7 +175,10 @@ class Hub:
         layer = get_channel_layer(self._layer_alias)
         if self._high_seq is None:
             self._high_seq = await self._latest_seq()
-        self.channel_name = await layer.new_channel("hub.")
+        # The default "specific." prefix matters: channels_redis has one receive lock per layer
+        # and its holder only reads its own prefix's queue, so a hub on another prefix would
+        # starve behind this process's WebSocket consumers.
+        self.channel_name = await layer.new_channel()
         await layer.group_add(self.group, self.channel_name)
         log.info("hub %s joined as %s at seq %s", self.group, self.channel_name, self._high_seq)
         await self._catch_up()  # whatever was published while we were away
@@ -189,20 +198,34 @@ class Hub:
             keeper.cancel()
 
     async def _keep_membership(self, layer, channel_name: str) -> None:
-        """Re-join before the layer's group_expiry drops us; catch up on a timer."""
-        next_rejoin = self._rejoin_seconds
+        """Re-join before group_expiry drops us, re-join at once if Redis forgot us, catch up."""
+        since_rejoin = since_catchup = 0.0
         while True:
-            pause = min(next_rejoin, self._catchup_seconds)
-            await asyncio.sleep(pause)
-            next_rejoin -= pause
+            await asyncio.sleep(self._check_seconds)
+            since_rejoin += self._check_seconds
+            since_catchup += self._check_seconds
             try:
-                if next_rejoin <= 0:
+                lost = not await self._is_member(layer, channel_name)
+                if lost:
+                    log.warning("hub %s: membership gone from Redis (restart or flush); re-joining", self.group)
+                if lost or since_rejoin >= self._rejoin_seconds:
                     await layer.group_add(self.group, channel_name)
                     metrics.HUB_REJOINS.inc()
-                    next_rejoin = self._rejoin_seconds
-                await self._catch_up()
+                    since_rejoin = 0.0
+                if lost or since_catchup >= self._catchup_seconds:
+                    await self._catch_up()
+                    since_catchup = 0.0
             except Exception as exc:  # the receive loop sees the same outage and reconnects
                 log.warning("hub %s maintenance failed: %s: %s", self.group, type(exc).__name__, exc)
+
+    async def _is_member(self, layer, channel_name: str) -> bool:
+        group_key = getattr(layer, "_group_key", None)
+        if group_key is None:
+            # RedisPubSubChannelLayer: membership is a SUBSCRIBE on the layer's own connection,
+            # which the layer restores itself when it reconnects.
+            return True
+        connection = layer.connection(layer.consistent_hash(self.group))
+        return await connection.zscore(group_key(self.group), channel_name) is not None
 
     async def _catch_up(self) -> None:
         async with self._catchup_lock:

@@ -95,4 +95,5 @@ def get_hub() -> Hub:
         rejoin_seconds=settings.HUB_REJOIN_SECONDS,
         catchup_seconds=settings.HUB_CATCHUP_SECONDS,
         queue_size=settings.HUB_SUBSCRIBER_QUEUE,
+        check_seconds=settings.HUB_CHECK_SECONDS,
     )

@@ -1,0 +1,55 @@
+"""The api tier: the Django project against the session's real PostgreSQL and Redis."""
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from server.app.blog.notifications import get_hub
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hub():
+    # The hub belongs to one event loop; each async test has its own.
+    get_hub.cache_clear()
+    yield
+    get_hub.cache_clear()
+
+
+class GroupListener:
+    """A raw channel in the posts group: what the channel layer actually carried."""
+
+    def __init__(self, layer, channel):
+        self.layer, self.channel = layer, channel
+
+    async def receive(self, timeout=5.0):
+        return await asyncio.wait_for(self.layer.receive(self.channel), timeout)
+
+    async def assert_silent(self, seconds=1.0):
+        with pytest.raises(asyncio.TimeoutError):
+            message = await self.receive(seconds)
+            pytest.fail(f"expected no message, got {message}")
+
+
+@pytest.fixture
+async def group_listener():
+    layer = get_channel_layer()
+    channel = await layer.new_channel("test.")
+    await layer.group_add(settings.POSTS_CHANNEL, channel)
+    yield GroupListener(layer, channel)
+    await layer.group_discard(settings.POSTS_CHANNEL, channel)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """Worker threads (sync_to_async, the hub's queries) keep connections open; close them so the
+    test database can be dropped."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

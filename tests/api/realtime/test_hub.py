@@ -1,0 +1,227 @@
+"""The per-process hub against real Redis and PostgreSQL."""
+
+import asyncio
+import contextlib
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
+
+from devstack.backing import Redis
+from server.app.blog import notifications
+from server.app.blog.models import PostEvent
+from server.app.blog.notifications import Notification
+from server.realtime.hub import Hub, SubscriberTooSlow
+from tests.support.queries import count_all_queries
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GROUP = "hub-test"
+
+
+def make_hub(*, layer="default", rejoin=3600.0, catchup=3600.0, check=3600.0, queue=100) -> Hub:
+    return Hub(
+        group=GROUP, decode=Notification.from_message, latest_seq=notifications.latest_seq,
+        events_after=notifications.events_after, rejoin_seconds=rejoin, catchup_seconds=catchup,
+        check_seconds=check, queue_size=queue, layer_alias=layer,
+    )
+
+
+@sync_to_async
+def stored_event(title="t", kind="published") -> Notification:
+    author, _ = User.objects.get_or_create(username="hub-author")
+    from django.utils import timezone
+    import uuid
+
+    row = PostEvent.objects.create(kind=kind, post_id=uuid.uuid4(), title=title,
+                                   published_at=timezone.now(), actor=author)
+    return Notification.from_event(row)
+
+
+class Reader:
+    """Consumes a hub stream in a task, collecting what arrives."""
+
+    def __init__(self, hub, kinds=("published",), after=None):
+        self.got: list[Notification] = []
+        self.error: BaseException | None = None
+        self.arrived = asyncio.Event()
+        self.task = asyncio.create_task(self._run(hub.stream(kinds, after=after)))
+
+    async def _run(self, stream):
+        try:
+            async for event in stream:
+                self.got.append(event)
+                self.arrived.set()
+        except Exception as exc:
+            self.error = exc
+            self.arrived.set()
+
+    async def wait_for(self, count, timeout=10.0):
+        async def enough():
+            while len(self.got) < count and self.error is None:
+                self.arrived.clear()
+                await self.arrived.wait()
+        await asyncio.wait_for(enough(), timeout)
+
+    async def stop(self):
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def running(hub: Hub, readers: int = 1, **kwargs) -> list[Reader]:
+    started = [Reader(hub, **kwargs) for _ in range(readers)]
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    return started
+
+
+async def send(layer_alias: str, event: Notification):
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer(layer_alias).group_send(GROUP, event.to_message())
+
+
+async def test_one_message_reaches_every_local_subscriber_with_no_queries():
+    hub = make_hub()
+    readers = await running(hub, readers=50)
+    try:
+        event = await stored_event("fan-out")
+        with count_all_queries() as queries:
+            await send("default", event)
+            await asyncio.gather(*(r.wait_for(1) for r in readers))
+        assert [r.got for r in readers] == [[event]] * 50
+        # O(1) per publish, not O(subscribers): delivery touched the database zero times.
+        assert queries == []
+    finally:
+        await asyncio.gather(*(r.stop() for r in readers))
+        await hub.stop()
+
+
+async def test_subscribers_only_get_the_kinds_they_asked_for():
+    hub = make_hub()
+    published, everything = Reader(hub, kinds=("published",)), Reader(hub, kinds=("created", "published"))
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    try:
+        created = await stored_event("draft", kind="created")
+        live = await stored_event("live")
+        await send("default", created)
+        await send("default", live)
+        await everything.wait_for(2)
+        await published.wait_for(1)
+        assert published.got == [live]
+        assert everything.got == [created, live]
+    finally:
+        await published.stop()
+        await everything.stop()
+        await hub.stop()
+
+
+async def test_the_same_event_twice_is_delivered_once():
+    hub = make_hub()
+    (reader,) = await running(hub)
+    try:
+        first, second = await stored_event("a"), await stored_event("b")
+        await send("default", first)
+        await send("default", first)
+        await send("default", second)
+        await reader.wait_for(2)
+        await asyncio.sleep(0.3)
+        assert reader.got == [first, second]
+    finally:
+        await reader.stop()
+        await hub.stop()
+
+
+async def test_after_replays_exactly_the_gap_then_goes_live():
+    seen = await stored_event("seen")
+    missed = [await stored_event(f"missed {i}") for i in range(3)]
+    hub = make_hub()
+    (reader,) = await running(hub, after=seen.seq)
+    try:
+        await reader.wait_for(3)
+        live = await stored_event("live")
+        await send("default", live)
+        await reader.wait_for(4)
+        assert reader.got == [*missed, live]
+    finally:
+        await reader.stop()
+        await hub.stop()
+
+
+async def test_a_stalled_subscriber_is_cut_off_not_buffered_forever():
+    hub = make_hub(queue=2)
+    stream = hub.stream({"published"})
+    first = asyncio.create_task(stream.__anext__())
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    try:
+        events = [await stored_event(str(i)) for i in range(5)]
+        for event in events:
+            await send("default", event)
+        assert await first == events[0]
+        await asyncio.sleep(0.5)  # the rest pile up while nobody reads
+        with pytest.raises(SubscriberTooSlow):
+            while True:
+                await stream.__anext__()
+    finally:
+        await stream.aclose()
+        await hub.stop()
+
+
+def _layer(url: str, **config) -> dict:
+    """The production layer configuration, pointed at another Redis or with other options."""
+    from django.conf import settings
+
+    host = {**settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0], "address": url}
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host], **config}}
+
+
+async def test_hub_rejoins_before_the_layer_expires_its_membership(settings):
+    """channels_redis drops group members after group_expiry. A hub that never re-joins goes deaf;
+    one that re-joins keeps hearing."""
+    url = settings.REDIS_URL
+    settings.CHANNEL_LAYERS = {"default": settings.CHANNEL_LAYERS["default"], "short": _layer(url, group_expiry=2)}
+    keeper = make_hub(layer="short", rejoin=0.5, check=0.5)
+    forgetful = make_hub(layer="short", rejoin=3600)
+    kept, forgot = Reader(keeper), Reader(forgetful)
+    await asyncio.wait_for(keeper.connected.wait(), 10)
+    await asyncio.wait_for(forgetful.connected.wait(), 10)
+    try:
+        await asyncio.sleep(4)  # twice the expiry
+        event = await stored_event("after expiry")
+        await send("short", event)
+        await kept.wait_for(1)
+        await asyncio.sleep(1)
+        assert kept.got == [event]
+        assert forgot.got == []  # proves the expiry is real (catch-up is off in both)
+    finally:
+        for reader in (kept, forgot):
+            await reader.stop()
+        await keeper.stop()
+        await forgetful.stop()
+
+
+async def test_hub_survives_a_redis_restart_and_recovers_what_it_missed(settings, tmp_path):
+    redis = Redis(tmp_path).start()
+    settings.CHANNEL_LAYERS = {"default": settings.CHANNEL_LAYERS["default"], "own": _layer(redis.url)}
+    hub = make_hub(layer="own", check=0.5)  # periodic catch-up stays off: recovery is the check's
+    (reader,) = await running(hub)
+    try:
+        before = await stored_event("before")
+        await send("own", before)
+        await reader.wait_for(1)
+
+        await asyncio.to_thread(redis.stop)  # all group membership is gone with it
+        during = await stored_event("published while redis was down")  # committed; broadcast lost
+        await asyncio.to_thread(redis.start)
+        await reader.wait_for(2, timeout=30)  # recovered from PostgreSQL after the reconnect
+        assert reader.got == [before, during]
+        assert reader.error is None
+
+        after = await stored_event("after")
+        await send("own", after)  # reaches the hub only if it re-joined the group
+        await reader.wait_for(3, timeout=10)
+        assert reader.got == [before, during, after]
+    finally:
+        await reader.stop()
+        await hub.stop()
+        redis.stop()
