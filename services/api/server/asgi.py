@@ -17,8 +17,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
-from strawberry.channels import GraphQLWSConsumer  # noqa: E402
 
+from server.realtime.consumer import GraphQLConsumer  # noqa: E402
 from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
 from server.schema import ws_schema  # noqa: E402
 
@@ -27,7 +27,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(
-                URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLWSConsumer.as_asgi(schema=ws_schema))])
+                URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLConsumer.as_asgi(schema=ws_schema))])
             )
         ),
     }
