@@ -39,12 +39,13 @@ query = merge_types("Query", (ServerQuery, auth_queries.Query, blog_queries.Quer
 mutation = merge_types("Mutation", (auth_mutations.Mutation, blog_mutations.Mutation))
 subscription = merge_types("Subscription", (ServerSubscription, blog_subscriptions.Subscription))
 
-_limits = [QueryDepthLimiter(max_depth=10)]
+def _depth_limit():
+    return QueryDepthLimiter(max_depth=10)
 
 schema = strawberry.Schema(
     query=query,
     mutation=mutation,
     subscription=subscription,
-    extensions=[*_limits, DjangoOptimizerExtension()],
+    extensions=[_depth_limit, DjangoOptimizerExtension],
 )
-ws_schema = strawberry.Schema(query=ServerQuery, subscription=subscription, extensions=_limits)
+ws_schema = strawberry.Schema(query=ServerQuery, subscription=subscription, extensions=[_depth_limit])

@@ -1,0 +1,27 @@
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bootstraps_a_staff_publisher_and_is_idempotent():
+    call_command("ensure_staff_user", username="boss", password="s3cret-enough", email="b@example.com")
+    call_command("ensure_staff_user", username="boss", password="changed-password", email="b@example.com")
+    user = User.objects.get(username="boss")
+    assert user.is_staff and not user.is_superuser
+    assert user.has_perms(["blog.publish_post", "blog.view_post"])
+    assert user.check_password("changed-password")
+    assert User.objects.filter(username="boss").count() == 1
+
+
+def test_missing_password_is_an_error_and_creates_nothing():
+    with pytest.raises(CommandError, match="PASSWORD"):
+        call_command("ensure_staff_user", username="boss", password="")
+    assert not User.objects.filter(username="boss").exists()
+
+
+def test_no_username_configured_does_nothing(capsys):
+    call_command("ensure_staff_user", username="", password="")
+    assert "no staff user" in capsys.readouterr().out.lower()
+    assert not User.objects.exists()

@@ -1,0 +1,52 @@
+"""Production mode refuses to start with a missing secret; development has safe defaults."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+API_DIR = Path(__file__).resolve().parents[2] / "services" / "api"
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "POSTWIRE_", "DATABASE_", "REDIS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        cwd=API_DIR, env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", **env},
+        capture_output=True, text=True,
+    )
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "x" * 50,
+    "DATABASE_URL": "postgres://u:p@db/postwire",
+    "REDIS_URL": "redis://redis:6379/0",
+    "DJANGO_ALLOWED_HOSTS": "example.com",
+}
+
+
+@pytest.mark.parametrize("missing", sorted(PRODUCTION))
+def test_production_fails_loudly_without_a_required_variable(missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = load_settings(**env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
+
+
+def test_production_with_everything_set_starts_with_debug_off():
+    result = load_settings(**PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_development_runs_with_defaults_and_debug_still_off():
+    result = load_settings(POSTWIRE_ENV="development")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_sqlite_is_refused():
+    result = load_settings(**{**PRODUCTION, "DATABASE_URL": "sqlite:///db.sqlite3"})
+    assert result.returncode != 0 and "PostgreSQL" in result.stderr
