@@ -59,3 +59,32 @@ def test_deeply_nested_queries_are_refused(client):
     deep = "{ me { " + "username " * 1 + "} " + "posts { edges { node { " * 6 + "id" + " } } }" * 6 + " }"
     result = gql(client, deep).json()
     assert "depth" in result["errors"][0]["message"].lower()
+
+
+def test_posts_are_ordered_and_paginated_as_asked(client):
+    author = User.objects.create_user("author", password="pw-123456789")
+    client.login(username="author", password="pw-123456789")
+    for title in ["banana", "apple", "cherry"]:
+        services.post_create(author=author, title=title)
+    query = "{ posts(ordering: [{title: ASC}], first: 2) { totalCount pageInfo { hasNextPage } edges { node { title } } } }"
+    result = gql(client, query).json()["data"]["posts"]
+    assert [e["node"]["title"] for e in result["edges"]] == ["apple", "banana"]
+    assert result["totalCount"] == 3 and result["pageInfo"]["hasNextPage"] is True
+
+
+def test_update_and_delete_through_graphql_by_the_author_only(client):
+    author = User.objects.create_user("author", password="pw-123456789")
+    User.objects.create_user("other", password="pw-123456789")
+    post = services.post_create(author=author, title="mine")
+    from strawberry.relay import to_base64
+
+    gid = to_base64("Post", str(post.pk))
+    update = 'mutation($id: ID!) { updatePost(input: {id: $id, title: "renamed"}) { __typename ... on Post { title } ... on OperationInfo { messages { kind } } } }'
+    delete = "mutation($id: ID!) { deletePost(input: {id: $id}) { __typename ... on OperationInfo { messages { kind } } } }"
+    client.login(username="other", password="pw-123456789")
+    assert gql(client, update, {"id": gid}).json()["data"]["updatePost"]["messages"][0]["kind"] == "PERMISSION"
+    assert gql(client, delete, {"id": gid}).json()["data"]["deletePost"]["messages"][0]["kind"] == "PERMISSION"
+    client.login(username="author", password="pw-123456789")
+    assert gql(client, update, {"id": gid}).json()["data"]["updatePost"] == {"__typename": "Post", "title": "renamed"}
+    assert gql(client, delete, {"id": gid}).json()["data"]["deletePost"]["__typename"] == "Post"
+    assert not services.Post.objects.filter(pk=post.pk).exists()
