@@ -1,0 +1,224 @@
+"""`python -m bench`: fan-out benchmark of postwire on the local stack.
+
+For every configuration (Daphne nodes K x fan-out design x channel layer) and every N, it starts
+a fresh stack (nginx, gunicorn, K Daphne nodes; one PostgreSQL and one Redis shared by all runs,
+with a new database and an emptied Redis per run), runs postwire-loadtest against it, samples
+CPU and memory of every server process, and writes a markdown + JSON table.
+
+Benchmarks never fail on timing: a run that goes wrong is recorded as such and the next one runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LOADTEST_SRC = REPO / "services" / "loadtest"
+sys.path[:0] = [p for p in (str(REPO), str(LOADTEST_SRC)) if p not in sys.path]
+
+from bench import machine, table  # noqa: E402
+from bench.sampler import Sampler, vm_hwm_bytes  # noqa: E402
+from devstack.backing import Postgres, Redis  # noqa: E402
+from devstack.stack import Stack  # noqa: E402
+
+STAFF = ("admin", "postwire-admin")
+
+
+def csv_list(kind):
+    return lambda text: [kind(x) for x in text.split(",") if x.strip()]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=csv_list(int), default=[1000], help="subscriber counts, e.g. 1000,5000")
+    p.add_argument("--ws-nodes", type=csv_list(int), default=[1, 3], help="Daphne node counts (default 1,3)")
+    p.add_argument("--fanout", type=csv_list(str), default=["hub", "per-socket"],
+                   help="hub (postwire) and/or per-socket (the tutorial's design)")
+    p.add_argument("--layer", type=csv_list(str), default=["core", "pubsub"],
+                   help="core (RedisChannelLayer) and/or pubsub (RedisPubSubChannelLayer)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per run (default 30)")
+    p.add_argument("--rate", type=float, default=1.0, help="publishes per second (default 1)")
+    p.add_argument("--ramp-rate", type=float, default=500.0, help="new sockets per second (default 500)")
+    p.add_argument("--drain", type=float, default=10.0, help="seconds allowed for the last deliveries")
+    p.add_argument("--nginx-worker-connections", type=int, default=10000,
+                   help="per nginx worker; each proxied WebSocket takes two (default 10000, ~5,000 sockets "
+                        "per worker, 2 workers)")
+    p.add_argument("--protocol", default="graphql-transport-ws", help="passed to the load tester")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the table goes")
+    p.add_argument("--label", default="", help="appended to the result file names")
+    p.add_argument("--no-plots", action="store_true", help="do not copy each run's plot next to the table")
+    p.add_argument("--keep-logs", action="store_true", help="keep every run's stack logs and load-test output")
+    p.add_argument("--extra-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the stack's nodes (repeatable)")
+    return p.parse_args(argv)
+
+
+def configurations(args) -> list[dict]:
+    rows = []
+    for k, fanout, layer, n in itertools.product(args.ws_nodes, args.fanout, args.layer, args.n):
+        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n,
+                     "name": f"K{k}-{fanout}-{layer}-N{n}"})
+    return rows
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_loadtest(args, stack: Stack, conf: dict, out_dir: Path, run_id: str) -> tuple[int, dict | None, float]:
+    """The load tester as a separate process (its own fd limit, its own worker processes)."""
+    argv = [
+        sys.executable, "-m", "postwire_loadtest", "--url", stack.http_url, "--username", STAFF[0],
+        "-n", str(conf["subscribers"]), "--rate", str(args.rate), "--duration", str(args.duration),
+        "--drain", str(args.drain), "--ramp-rate", str(args.ramp_rate), "--protocol", args.protocol,
+        "--run-id", run_id, "--out", str(out_dir), "--progress", "plain",
+    ]
+    if args.keep_logs:
+        argv.append("--save-receipts")
+    env = dict(os.environ, POSTWIRE_PASSWORD=STAFF[1],
+               PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC), os.environ.get("PYTHONPATH")])))
+    expected = conf["subscribers"] / args.ramp_rate + 30 + args.duration + args.drain
+    before = children_cpu()
+    with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
+        try:
+            code = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=expected + 300).returncode
+        except subprocess.TimeoutExpired:
+            code = -1
+    cpu = children_cpu() - before
+    results_file = out_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else None
+    return code, results, round(cpu, 3)
+
+
+def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, index: int) -> dict:
+    import redis as redis_py
+
+    row = {"config": conf}
+    run_dir = work / conf["name"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    database_url = postgres.create_database(f"bench_{index}")
+    # Group memberships and queues of earlier runs would otherwise cost this one.
+    redis_py.Redis.from_url(redis_url).flushall()
+    extra = {"CHANNEL_LAYER": conf["layer"], "POSTWIRE_FANOUT": conf["fanout"]}
+    extra.update(dict(kv.split("=", 1) for kv in args.extra_env))
+    stack = Stack(ws_nodes=conf["ws_nodes"], api_nodes=1, run_dir=run_dir / "stack", database_url=database_url,
+                  redis_url=redis_url, staff_username=STAFF[0], staff_password=STAFF[1], extra_env=extra)
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        row["stack_start_s"] = round(time.monotonic() - t0, 1)
+        pids = {n.name: n.process.pid for n in stack.ws + stack.api}
+        pids["nginx"] = stack.nginx.pid
+        pids["redis"] = int(redis_py.Redis.from_url(redis_url).info("server")["process_id"])
+        pids["postgres"] = postgres.process.pid
+        sampler = Sampler(pids).start()
+        started = time.time()
+        code, results, loadgen_cpu = run_loadtest(args, stack, conf, run_dir / "loadtest", f"b{index}")
+        ended = time.time()
+        sampler.stop()
+        hwm = {n.name: vm_hwm_bytes(n.process.pid) for n in stack.ws}
+    except Exception as exc:  # a benchmark records a broken run and moves on
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        return row
+    finally:
+        stack.stop()
+
+    row["loadtest_exit"] = code
+    row["loadgen_cpu_s"] = loadgen_cpu
+    if results is None:
+        row["error"] = f"load tester wrote no results (exit {code}); see {run_dir}/loadtest.log"
+        return row
+    phases = results["phases"]
+    pub_start = phases.get("publish_start", {}).get("wall", started)
+    pub_end = phases.get("drain_end", {}).get("wall", ended)
+    processes = {}
+    for name in pids:
+        rss_start, rss_peak = sampler.rss_first_and_peak(name)
+        entry = {
+            "cpu_s_total": sampler.cpu_between(name, started, ended),
+            "cpu_s_publish_phase": sampler.cpu_between(name, pub_start, pub_end),
+            "rss_mib_start": round(rss_start / 2**20, 1),
+            "rss_mib_peak_sampled": round(rss_peak / 2**20, 1),
+        }
+        if name in hwm and hwm[name]:
+            entry["vm_hwm_mib"] = round(hwm[name] / 2**20, 1)
+            subs = results["subscribers"]["nodes"].get(name, 0)
+            entry["subscribers"] = subs
+            if subs:
+                entry["kib_per_subscriber"] = round((hwm[name] - rss_start) / 1024 / subs, 1)
+        processes[name] = entry
+    row.update(
+        publish_phase_s=round(pub_end - pub_start, 2),
+        processes=processes,
+        results={k: results[k] for k in ("deliveries", "latency_ms", "last_subscriber_ms", "subscribers", "warmup",
+                                          "publishes", "errors", "outcome", "nodes")},
+    )
+    plot = run_dir / "loadtest" / "plot.png"
+    if plot.exists() and args.plots_dir is not None:
+        args.plots_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(plot, args.plots_dir / f"{conf['name']}.png")
+        row["plot"] = f"{args.plots_dir.name}/{conf['name']}.png"
+    if not args.keep_logs:
+        shutil.rmtree(run_dir / "stack", ignore_errors=True)
+    return row
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    confs = configurations(args)
+    # devstack renders nginx.conf from this process's environment.
+    os.environ["NGINX_WORKER_CONNECTIONS"] = str(args.nginx_worker_connections)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = stamp + (f"-{args.label}" if args.label else "")
+    work = Path(tempfile.mkdtemp(prefix=f"postwire-bench-{stamp}-"))
+    args.plots_dir = None if args.no_plots else args.out / f"{name}-plots"
+    report = {
+        "name": name, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine.machine(), "source": machine.source(), "versions": machine.versions(),
+        "settings": {"duration_s": args.duration, "rate_per_s": args.rate, "ramp_rate_per_s": args.ramp_rate,
+                     "drain_s": args.drain, "protocol": args.protocol, "api_nodes": 1, "nginx_workers": 2,
+                     "nginx_worker_connections": args.nginx_worker_connections,
+                     "extra_env": args.extra_env},
+        "runs": [],
+    }
+    print(f"bench: {len(confs)} run(s); work dir {work}", flush=True)
+    postgres = Postgres(work).start()
+    redis = Redis(work).start()
+    try:
+        for i, conf in enumerate(confs, 1):
+            print(f"bench: [{i}/{len(confs)}] {conf['name']} ...", flush=True)
+            row = measure(args, conf, postgres, redis.url, work, i)
+            report["runs"].append(row)
+            print("bench:   " + table.one_line(row), flush=True)
+    except KeyboardInterrupt:
+        print("bench: interrupted; writing what was measured", flush=True)
+    finally:
+        redis.stop()
+        postgres.stop()
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(table.markdown(report))
+    print(f"bench: wrote {args.out / (name + '.md')} and .json", flush=True)
+    if args.keep_logs:
+        print(f"bench: logs kept in {work}", flush=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from postwire_loadtest.cli import main
+
+sys.exit(main())
