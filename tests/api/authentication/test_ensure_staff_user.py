@@ -25,3 +25,11 @@ def test_no_username_configured_does_nothing(capsys):
     call_command("ensure_staff_user", username="", password="")
     assert "no staff user" in capsys.readouterr().out.lower()
     assert not User.objects.exists()
+
+
+def test_rerunning_with_the_same_password_keeps_sessions_valid():
+    call_command("ensure_staff_user", username="boss", password="s3cret-enough")
+    hash_before = User.objects.get(username="boss").password
+    call_command("ensure_staff_user", username="boss", password="s3cret-enough")
+    # Sessions are bound to the password hash: unchanged hash, nobody is logged out.
+    assert User.objects.get(username="boss").password == hash_before

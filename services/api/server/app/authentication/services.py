@@ -13,7 +13,9 @@ def ensure_staff_publisher(*, username: str, password: str, email: str = ""):
     user.is_staff = True
     if email:
         user.email = email
-    user.set_password(password)
+    # Only when it changed: a new hash would log that user out of every session at each deploy.
+    if not user.check_password(password):
+        user.set_password(password)
     user.save()
     for app_label, codename in PUBLISHER_PERMISSIONS:
         user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
