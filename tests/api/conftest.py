@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
 
 from server.app.blog.notifications import get_hub
@@ -11,10 +11,13 @@ from server.app.blog.notifications import get_hub
 
 @pytest.fixture(autouse=True)
 def _fresh_hub():
-    # The hub belongs to one event loop; each async test has its own.
+    # The hub and the channel layers (their asyncio locks) belong to one event loop; each async
+    # test has its own. A process in production has one loop, so this is a test-only concern.
     get_hub.cache_clear()
+    channel_layers.backends.clear()
     yield
     get_hub.cache_clear()
+    channel_layers.backends.clear()
 
 
 class GroupListener:

@@ -7,7 +7,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 from django.conf import settings
-from strawberry.extensions import QueryDepthLimiter
+from graphql import GraphQLError, OperationType, ValidationRule
+from strawberry.extensions import AddValidationRules, QueryDepthLimiter
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
@@ -42,10 +43,23 @@ subscription = merge_types("Subscription", (ServerSubscription, blog_subscriptio
 def _depth_limit():
     return QueryDepthLimiter(max_depth=10)
 
+class SubscriptionsNeedAWebSocket(ValidationRule):
+    """The HTTP schema declares subscriptions (for GraphiQL) but cannot stream them: say so,
+    instead of the "Cannot return null" an HTTP execution would produce."""
+
+    def enter_operation_definition(self, node, *_args):
+        if node.operation == OperationType.SUBSCRIPTION:
+            self.report_error(GraphQLError(
+                "Subscriptions are served over WebSocket: connect to /wsgraphql (graphql-transport-ws "
+                "or graphql-ws), or upgrade /graphql to a WebSocket as GraphiQL does.",
+                node,
+            ))
+
+
 schema = strawberry.Schema(
     query=query,
     mutation=mutation,
     subscription=subscription,
-    extensions=[_depth_limit, DjangoOptimizerExtension],
+    extensions=[_depth_limit, DjangoOptimizerExtension, lambda: AddValidationRules([SubscriptionsNeedAWebSocket])],
 )
 ws_schema = strawberry.Schema(query=ServerQuery, subscription=subscription, extensions=[_depth_limit])

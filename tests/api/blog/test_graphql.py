@@ -88,3 +88,9 @@ def test_update_and_delete_through_graphql_by_the_author_only(client):
     assert gql(client, update, {"id": gid}).json()["data"]["updatePost"] == {"__typename": "Post", "title": "renamed"}
     assert gql(client, delete, {"id": gid}).json()["data"]["deletePost"]["__typename"] == "Post"
     assert not services.Post.objects.filter(pk=post.pk).exists()
+
+
+def test_a_subscription_sent_over_http_is_told_to_use_a_websocket(client):
+    result = gql(client, "subscription { postNotify { title } }").json()
+    assert result["data"] is None
+    assert "WebSocket" in result["errors"][0]["message"]

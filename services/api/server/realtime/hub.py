@@ -75,6 +75,7 @@ class Hub:
         self._layer_alias = layer_alias
         self._subscribers: set[_Subscriber] = set()
         self._task: asyncio.Task | None = None
+        self._stop_requested: asyncio.Event | None = None  # one per run of the task
         self._catchup_lock = asyncio.Lock()
         # Highest seq delivered, plus a window of recent seqs: a seq can arrive live and again
         # from a catch-up query; subscribers must see it once.
@@ -92,23 +93,28 @@ class Hub:
         metrics.LIVE_SUBSCRIPTIONS.inc()
         try:
             self._ensure_running()
-            floor = -1
+            # Live events can arrive out of seq order (two publishes committing in the other
+            # order), so live delivery is never filtered by "seq <= last seen"; the hub already
+            # hands each seq out once. Only the replay can overlap with the live queue.
+            replayed: set[int] = set()
+            last = after
             if after is not None:
                 # Registered before querying, so nothing published meanwhile can fall between.
-                floor = after
                 for event in await self._events_after(after, subscriber.kinds):
-                    floor = max(floor, event.seq)
+                    replayed.add(event.seq)
+                    last = event.seq
                     yield event
             while True:
                 event = await subscriber.queue.get()
                 if event is None:
                     raise SubscriberTooSlow(
                         f"subscriber fell {self._queue_size} notifications behind; "
-                        f"resubscribe with after={floor}"
+                        f"resubscribe with after={last}"
                     )
-                if event.seq > floor:
-                    floor = event.seq
-                    yield event
+                if event.seq in replayed or (after is not None and event.seq <= after):
+                    continue
+                last = event.seq
+                yield event
         finally:
             self._subscribers.discard(subscriber)
             metrics.LIVE_SUBSCRIPTIONS.dec()
@@ -142,26 +148,41 @@ class Hub:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"hub:{self.group}")
+            self._stop_requested = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(self._stop_requested), name=f"hub:{self.group}")
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        """Stop listening (tests, shutdown). Bounded: a channels_redis receive() cancelled right
-        after it delivered a message can miss the cancellation and wait forever."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=timeout)
-            self._task = None
-            self.connected.clear()
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop listening (tests, shutdown), within `timeout`.
 
-    async def _run(self) -> None:
+        One cancel() is not always enough: redis-py's read path (asyncio.timeout around a
+        blocking pop) can swallow a cancellation that lands as the read completes, and the task
+        carries on. So its loops also check a stop flag, and the cancel is repeated until the
+        task has ended."""
+        task, self._task = self._task, None
+        self.connected.clear()
+        if task is None:
+            return
+        self._stop_requested.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not task.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                log.error("hub %s did not stop within %.1fs", self.group, timeout)
+                return
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
-        while True:
+        while not stop.is_set():
             try:
-                await self._session()
+                await self._session(stop)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a lost Redis connection, a failed query: retry them all
                 self.connected.clear()
+                if stop.is_set():
+                    return
                 metrics.HUB_RECONNECTS.inc()
                 delay = backoff * (1 + random.random() / 2)
                 log.warning("hub %s lost the channel layer (%s: %s); retrying in %.1fs",
@@ -171,7 +192,7 @@ class Hub:
             else:
                 backoff = 0.5
 
-    async def _session(self) -> None:
+    async def _session(self, stop: asyncio.Event) -> None:
         layer = get_channel_layer(self._layer_alias)
         if self._high_seq is None:
             self._high_seq = await self._latest_seq()
@@ -183,24 +204,25 @@ class Hub:
         log.info("hub %s joined as %s at seq %s", self.group, self.channel_name, self._high_seq)
         await self._catch_up()  # whatever was published while we were away
         self.connected.set()
-        keeper = asyncio.create_task(self._keep_membership(layer, self.channel_name))
+        keeper = asyncio.create_task(self._keep_membership(layer, self.channel_name, stop))
         try:
-            while True:
+            while not stop.is_set():
                 message = await layer.receive(self.channel_name)
                 metrics.HUB_MESSAGES.inc()
                 event = self._decode(message)
                 if self._high_seq is not None and event.seq > self._high_seq + 1:
-                    # A gap: something was lost on the way (or is still committing). Ask the
-                    # database in the background; the live event goes out now.
-                    asyncio.create_task(self._catch_up())
+                    # A gap: something was lost on the way, rolled back, or is still
+                    # committing. Deliver what the database already has first, so order holds;
+                    # a seq that commits later still goes out when its own message arrives.
+                    await self._catch_up()
                 self._deliver(event)
         finally:
             keeper.cancel()
 
-    async def _keep_membership(self, layer, channel_name: str) -> None:
+    async def _keep_membership(self, layer, channel_name: str, stop: asyncio.Event) -> None:
         """Re-join before group_expiry drops us, re-join at once if Redis forgot us, catch up."""
         since_rejoin = since_catchup = 0.0
-        while True:
+        while not stop.is_set():
             await asyncio.sleep(self._check_seconds)
             since_rejoin += self._check_seconds
             since_catchup += self._check_seconds
