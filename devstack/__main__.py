@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         extra_env=extra,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    # Also when started in the background (`bin/devstack &`), where SIGINT arrives ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
     except StartupError as exc:
