@@ -50,3 +50,22 @@ def test_development_runs_with_defaults_and_debug_still_off():
 def test_sqlite_is_refused():
     result = load_settings(**{**PRODUCTION, "DATABASE_URL": "sqlite:///db.sqlite3"})
     assert result.returncode != 0 and "PostgreSQL" in result.stderr
+
+
+def _asgi_gc_thresholds(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("POSTWIRE_WS_GC")}
+    return subprocess.run(
+        [sys.executable, "-c", "import gc, server.asgi; print(gc.get_threshold(), gc.get_freeze_count() > 0)"],
+        cwd=API_DIR, env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", **env},
+        capture_output=True, text=True,
+    )
+
+
+def test_daphne_processes_tune_the_garbage_collector():
+    tuned = _asgi_gc_thresholds()
+    assert tuned.returncode == 0, tuned.stderr
+    assert tuned.stdout.split("\n")[-2] == "(50000, 20, 100) True"
+    python_default = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS="")
+    assert python_default.stdout.split("\n")[-2] == "(700, 10, 10) False"
+    wrong = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS="50000,20")
+    assert wrong.returncode != 0 and "POSTWIRE_WS_GC_THRESHOLDS" in wrong.stderr
