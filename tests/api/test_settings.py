@@ -10,13 +10,18 @@ import pytest
 API_DIR = Path(__file__).resolve().parents[2] / "services" / "api"
 
 
-def load_settings(**env) -> subprocess.CompletedProcess:
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter, with only `env` of the project's variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "POSTWIRE_", "DATABASE_", "REDIS_"))}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        [sys.executable, "-c", code],
         cwd=API_DIR, env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", **env},
         capture_output=True, text=True,
     )
+
+
+def load_settings(**env) -> subprocess.CompletedProcess:
+    return run_python("import django; django.setup(); from django.conf import settings; print(settings.DEBUG)", **env)
 
 
 PRODUCTION = {
@@ -53,12 +58,8 @@ def test_sqlite_is_refused():
 
 
 def _asgi_gc_thresholds(**env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("POSTWIRE_WS_GC")}
-    return subprocess.run(
-        [sys.executable, "-c", "import gc, server.asgi; print(gc.get_threshold(), gc.get_freeze_count() > 0)"],
-        cwd=API_DIR, env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", **env},
-        capture_output=True, text=True,
-    )
+    code = "import gc, server.asgi; print(gc.get_threshold(), gc.get_freeze_count() > 0)"
+    return run_python(code, POSTWIRE_ENV="development", **env)
 
 
 def test_daphne_processes_tune_the_garbage_collector():
@@ -67,5 +68,6 @@ def test_daphne_processes_tune_the_garbage_collector():
     assert tuned.stdout.split("\n")[-2] == "(50000, 20, 100) True"
     python_default = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS="")
     assert python_default.stdout.split("\n")[-2] == "(700, 10, 10) False"
-    wrong = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS="50000,20")
-    assert wrong.returncode != 0 and "POSTWIRE_WS_GC_THRESHOLDS" in wrong.stderr
+    for wrong_value in ("50000,20", "1,a,2", "1,2,3,4"):
+        wrong = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS=wrong_value)
+        assert wrong.returncode != 0 and "POSTWIRE_WS_GC_THRESHOLDS" in wrong.stderr

@@ -5,6 +5,7 @@ database/redis URLs, localhost hosts, GraphiQL). Anything else is production: a 
 or database URL stops the process at import time instead of running with a guessable default.
 """
 
+import re
 import socket
 from pathlib import Path
 
@@ -201,12 +202,9 @@ HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)
 HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
 # Python's cyclic GC thresholds for the Daphne role (see server/asgi.py); empty keeps Python's.
 _gc = env.str("POSTWIRE_WS_GC_THRESHOLDS", default="50000,20,100").replace(" ", "")
-try:
-    WS_GC_THRESHOLDS = tuple(int(t) for t in _gc.split(",")) if _gc else ()
-except ValueError:
-    WS_GC_THRESHOLDS = ()
-if _gc and len(WS_GC_THRESHOLDS) != 3:
+if _gc and not re.fullmatch(r"\d+,\d+,\d+", _gc):
     raise ImproperlyConfigured(f"POSTWIRE_WS_GC_THRESHOLDS must be three integers (e.g. 50000,20,100), not {_gc!r}")
+WS_GC_THRESHOLDS = tuple(int(t) for t in _gc.split(",")) if _gc else ()
 
 # --- Staff bootstrap (manage.py ensure_staff_user) -------------------------------------------
 BOOTSTRAP_USERNAME = env.str("POSTWIRE_BOOTSTRAP_USERNAME", default="")

@@ -107,9 +107,9 @@ class Hub:
             while True:
                 event = await subscriber.queue.get()
                 if event is None:
+                    resume = f"after={last}" if last is not None else "after set to the last seq you received"
                     raise SubscriberTooSlow(
-                        f"subscriber fell {self._queue_size} notifications behind; "
-                        f"resubscribe with after={last}"
+                        f"subscriber fell {self._queue_size} notifications behind; resubscribe with {resume}"
                     )
                 if event.seq in replayed or (after is not None and event.seq <= after):
                     continue
