@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="nginx port (default 8080)")
     parser.add_argument("--run-dir", help="logs and data (default: a new temporary directory)")
     parser.add_argument("--channel-layer", choices=["core", "pubsub"], help="CHANNEL_LAYER for the nodes")
-    parser.add_argument("--fanout", choices=["hub", "per-socket"], help="POSTWIRE_FANOUT for the nodes")
+    parser.add_argument("--fanout", choices=["shared", "hub", "per-socket"], help="POSTWIRE_FANOUT for the nodes")
     args = parser.parse_args(argv)
 
     extra = {}

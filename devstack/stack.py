@@ -50,6 +50,7 @@ class Stack:
         staff_username: str = "admin",
         staff_password: str = "postwire-admin",
         extra_env: dict[str, str] | None = None,
+        node_env: dict[str, dict[str, str]] | None = None,
         database_name: str = "postwire",
     ):
         self.ws_count = ws_nodes
@@ -60,6 +61,7 @@ class Stack:
         self.staff_username = staff_username
         self.staff_password = staff_password
         self.extra_env = extra_env or {}
+        self.node_env = node_env or {}  # per node name (e.g. "ws-2"), on top of extra_env
         self.database_name = database_name
         self.postgres = None if database_url else Postgres(self.run_dir)
         self.redis = None if redis_url else Redis(self.run_dir)
@@ -112,6 +114,7 @@ class Stack:
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)
+        env.update(self.node_env.get(node_name, {}))
         return env
 
     def start(self) -> Stack:

@@ -156,3 +156,88 @@ class Socket:
     async def close(self):
         await self.ws.close()
         self._reader.cancel()
+
+
+class RawSocket:
+    """A WebSocket that records every message the server sends after connection_ack, verbatim,
+    so two servers' output can be compared byte for byte. Can read slowly, or stop reading."""
+
+    def __init__(self, ws, protocol: str, read_delay: float):
+        self.ws = ws
+        self.protocol = protocol
+        self.read_delay = read_delay
+        self._frames: list[str] = []
+        self._arrived = asyncio.Event()
+        self._reading = asyncio.Event()
+        self._reading.set()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str, protocol: str, *, cookie: str | None = None, read_delay: float = 0.0,
+                   receive_buffer: int | None = None) -> RawSocket:
+        sock = None
+        if receive_buffer is not None:
+            import socket as socket_module
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url)
+            sock = socket_module.socket()
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, receive_buffer)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+        ws = await websockets.connect(
+            url, subprotocols=[protocol], additional_headers={"Cookie": cookie} if cookie else {},
+            compression=None, open_timeout=10, max_queue=4, sock=sock,
+        )
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert ack["type"] == "connection_ack", ack
+        return cls(ws, protocol, read_delay)
+
+    async def _read(self):
+        try:
+            while True:
+                await self._reading.wait()
+                raw = await self.ws.recv()
+                if self.read_delay:
+                    await asyncio.sleep(self.read_delay)
+                self._frames.append(raw)
+                self._arrived.set()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def start(self, op_id: str, query: str, variables: dict | None = None,
+                    operation_name: str | None = None) -> None:
+        kind = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
+        payload = {"query": query, "variables": variables or {}}
+        if operation_name:
+            payload["operationName"] = operation_name
+        await self.ws.send(json.dumps({"type": kind, "id": op_id, "payload": payload}))
+
+    async def complete(self, op_id: str) -> None:
+        kind = "complete" if self.protocol == "graphql-transport-ws" else "stop"
+        await self.ws.send(json.dumps({"type": kind, "id": op_id}))
+
+    def frames(self) -> list[str]:
+        return list(self._frames)
+
+    async def frames_for(self, count: int, timeout: float = 10.0) -> list[str]:
+        """Wait until at least `count` messages arrived; return them all."""
+        async def enough():
+            while len(self._frames) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        await asyncio.wait_for(enough(), timeout)
+        return self.frames()
+
+    def pause(self) -> None:
+        """Stop reading: the library's small queue fills, then the TCP window closes."""
+        self._reading.clear()
+
+    def resume(self) -> None:
+        self._reading.set()
+
+    async def close(self) -> None:
+        self._reading.set()
+        self._reader.cancel()
+        await self.ws.close()

@@ -22,14 +22,18 @@ from django.urls import re_path  # noqa: E402
 
 from server.realtime.consumer import GraphQLConsumer  # noqa: E402
 from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
+from server.realtime.wire import WireMiddleware  # noqa: E402
 from server.schema import ws_schema  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(
-                URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLConsumer.as_asgi(schema=ws_schema))])
+        # WireMiddleware first: it sees Daphne's own `send` and hands the hub this socket.
+        "websocket": WireMiddleware(
+            AllowedHostsOriginValidator(
+                AuthMiddlewareStack(
+                    URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLConsumer.as_asgi(schema=ws_schema))])
+                )
             )
         ),
     }

@@ -190,16 +190,22 @@ else:
 
 # Group every Daphne hub joins; one message per publish reaches each process once.
 POSTS_CHANNEL = env.str("POSTS_CHANNEL", default="posts_notifications")
-# "hub": one group member per process (postwire). "per-socket": the tutorial's design, in which
-# every WebSocket joins the group and reads the post from the database; kept for the benchmark.
-FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="hub")
-if FANOUT_MODE not in {"hub", "per-socket"}:
-    raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'hub' or 'per-socket', not {FANOUT_MODE!r}")
+# "shared" (postwire): one group member per process; each event executed once per distinct
+# subscription and written to every socket by the hub. "hub": the same hub, but strawberry
+# executes and sends per subscriber (the plain path; kept to compare, byte for byte and in the
+# benchmark). "per-socket": the tutorial's design, in which every WebSocket joins the group and
+# reads the post from the database; kept for the benchmark.
+FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="shared")
+if FANOUT_MODE not in {"shared", "hub", "per-socket"}:
+    raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'shared', 'hub' or 'per-socket', not {FANOUT_MODE!r}")
 HUB_REJOIN_SECONDS = env.float("POSTWIRE_HUB_REJOIN_SECONDS", default=min(3600.0, CHANNEL_GROUP_EXPIRY / 4))
 HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
 # How often the hub checks that Redis still lists it in the group (lost on a Redis restart).
 HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)
 HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
+# A socket holding more unsent bytes than this is too slow: its subscriptions end with an error
+# telling the client to resubscribe with `after` (bounds a stalled reader's memory).
+WS_MAX_UNSENT_BYTES = env.int("POSTWIRE_WS_MAX_UNSENT_BYTES", default=512 * 1024)
 # Python's cyclic GC thresholds for the Daphne role (see server/asgi.py); empty keeps Python's.
 _gc = env.str("POSTWIRE_WS_GC_THRESHOLDS", default="50000,20,100").replace(" ", "")
 if _gc and not re.fullmatch(r"\d+,\d+,\d+", _gc):

@@ -2,7 +2,16 @@
 
 If every WebSocket joined the group itself, each publish would cost the layer O(subscribers)
 Redis work (channels_redis reads every group member). Here each process joins once, so a publish
-costs O(processes), and local delivery is a queue put per subscriber, with no database query.
+costs O(processes), and local delivery involves no database query.
+
+Two ways to deliver locally:
+- direct (the default under Daphne): subscribers are grouped by shape (server.realtime.shared);
+  each event is executed once per shape and the hub writes every subscriber's pre-built frame
+  to its socket in one synchronous pass (server.realtime.wire), in slices that let the event
+  loop breathe. A subscriber whose socket holds too many unsent bytes is cut off and told to
+  resubscribe with `after`.
+- plain: one queue per subscriber, drained by strawberry, which executes and sends per
+  subscriber (other ASGI servers, POSTWIRE_FANOUT=hub, and every replay of `after`).
 
 The hub also keeps its membership alive:
 - re-joins every `rejoin_seconds`, well inside the layer's `group_expiry`, after which
@@ -40,7 +49,22 @@ class Event(Protocol):
 
 
 class SubscriberTooSlow(Exception):
-    """The subscriber's queue overflowed; it should resubscribe with `after` set to its last seq."""
+    """The subscriber fell behind; it should resubscribe with `after` set to its last seq."""
+
+    def __init__(self, behind: str, last: int | None) -> None:
+        resume = f"after={last}" if last is not None else "after set to the last seq you received"
+        super().__init__(f"subscriber {behind}; resubscribe with {resume}")
+
+
+class DirectTarget(Protocol):
+    """Where and how the hub writes one subscriber's frames (built by server.realtime.shared)."""
+
+    key: Any  # subscribers with equal keys share one execution per event
+    wire: Any  # .write(frame) -> bool, .unsent_bytes() -> int
+    protocol: str
+    encoded_id: bytes
+
+    def make_shape(self, kinds: frozenset[str]) -> Any: ...  # .render(event), .kinds, .subscribers, .delivered
 
 
 @dataclass(eq=False)
@@ -48,6 +72,23 @@ class _Subscriber:
     kinds: frozenset[str]
     queue: asyncio.Queue = field(repr=False)
     overflowed: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Direct:
+    """A subscriber whose frames the hub writes. Until `live`, events wait in `backlog` while its
+    resolver replays what it missed through strawberry (so frames stay in seq order)."""
+
+    target: DirectTarget
+    shape: Any
+    task: asyncio.Task | None
+    done: asyncio.Future
+    after: int | None
+    backlog: collections.deque = field(default_factory=collections.deque)
+    replayed: set[int] = field(default_factory=set)
+    live: bool = False
+    ended: bool = False
+    last_seq: int | None = None
 
 
 class Hub:
@@ -63,6 +104,8 @@ class Hub:
         queue_size: int,
         check_seconds: float = 5.0,
         layer_alias: str = "default",
+        max_unsent_bytes: int = 512 * 1024,
+        write_slice: int = 1000,
     ) -> None:
         self.group = group
         self._decode = decode
@@ -73,7 +116,11 @@ class Hub:
         self._queue_size = queue_size
         self._check_seconds = check_seconds
         self._layer_alias = layer_alias
+        self._max_unsent_bytes = max_unsent_bytes
+        self._write_slice = write_slice
         self._subscribers: set[_Subscriber] = set()
+        self._shapes: dict[Any, Any] = {}
+        self._delivery_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._stop_requested: asyncio.Event | None = None  # one per run of the task
         self._catchup_lock = asyncio.Lock()
@@ -86,9 +133,19 @@ class Hub:
 
     # --- subscriber side -------------------------------------------------------------------
 
-    async def stream(self, kinds: Iterable[str], after: int | None = None) -> AsyncIterator[Event]:
-        """Yield events of `kinds`; with `after`, first replay what was stored after that seq."""
-        subscriber = _Subscriber(kinds=frozenset(kinds), queue=asyncio.Queue(self._queue_size))
+    def stream(self, kinds: Iterable[str], after: int | None = None,
+               target: DirectTarget | None = None) -> AsyncIterator[Event]:
+        """Events of `kinds` for one subscriber; with `after`, first what was stored after that seq.
+
+        With a `target`, the stream yields only what must go through strawberry (the replay);
+        once live, the hub writes this subscriber's frames itself and the stream just waits,
+        raising SubscriberTooSlow if the hub had to cut it off."""
+        if target is None:
+            return self._queued_stream(frozenset(kinds), after)
+        return self._direct_stream(frozenset(kinds), after, target)
+
+    async def _queued_stream(self, kinds: frozenset[str], after: int | None) -> AsyncIterator[Event]:
+        subscriber = _Subscriber(kinds=kinds, queue=asyncio.Queue(self._queue_size))
         self._subscribers.add(subscriber)
         metrics.LIVE_SUBSCRIPTIONS.inc()
         try:
@@ -107,10 +164,7 @@ class Hub:
             while True:
                 event = await subscriber.queue.get()
                 if event is None:
-                    resume = f"after={last}" if last is not None else "after set to the last seq you received"
-                    raise SubscriberTooSlow(
-                        f"subscriber fell {self._queue_size} notifications behind; resubscribe with {resume}"
-                    )
+                    raise SubscriberTooSlow(f"fell {self._queue_size} notifications behind", last)
                 if event.seq in replayed or (after is not None and event.seq <= after):
                     continue
                 last = event.seq
@@ -119,12 +173,51 @@ class Hub:
             self._subscribers.discard(subscriber)
             metrics.LIVE_SUBSCRIPTIONS.dec()
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
+    async def _direct_stream(self, kinds: frozenset[str], after: int | None,
+                             target: DirectTarget) -> AsyncIterator[Event]:
+        shape = self._shapes.get(target.key)
+        if shape is None:
+            shape = self._shapes[target.key] = target.make_shape(kinds)
+            metrics.SHARED_SHAPES.inc()
+        sub = _Direct(target=target, shape=shape, task=asyncio.current_task(),
+                      done=asyncio.get_running_loop().create_future(), after=after)
+        shape.subscribers[sub] = None  # registered before the replay query: nothing falls between
+        metrics.LIVE_SUBSCRIPTIONS.inc()
+        try:
+            self._ensure_running()
+            last = after
+            if after is not None:
+                for event in await self._events_after(after, kinds):
+                    sub.replayed.add(event.seq)
+                    last = event.seq
+                    yield event
+            # What arrived meanwhile, in arrival order, through the same plain path.
+            while sub.backlog:
+                event = sub.backlog.popleft()
+                if self._skips(sub, event.seq):
+                    continue
+                last = event.seq
+                yield event
+            # No await between the empty check above and this: the hub sees either a backlog
+            # to append to, or a live subscriber to write to.
+            sub.last_seq = last
+            sub.live = True
+            await sub.done  # set only to cut the subscriber off (SubscriberTooSlow)
+        finally:
+            sub.ended = True
+            shape.subscribers.pop(sub, None)
+            if not shape.subscribers and self._shapes.get(target.key) is shape:
+                del self._shapes[target.key]
+                metrics.SHARED_SHAPES.dec()
+            metrics.LIVE_SUBSCRIPTIONS.dec()
 
-    def _deliver(self, event: Event) -> None:
-        """Hand one event to every local subscriber that wants it (no awaits: atomic per event)."""
+    @staticmethod
+    def _skips(sub: _Direct, seq: int) -> bool:
+        return sub.after is not None and (seq <= sub.after or seq in sub.replayed)
+
+    async def _deliver(self, event: Event) -> None:
+        """Hand one event to every local subscriber that wants it, once, in the order events
+        arrive (one event at a time: callers hold the delivery lock)."""
         if event.seq in self._recent:
             metrics.HUB_DUPLICATES.inc()
             return
@@ -143,6 +236,52 @@ class Hub:
                 subscriber.overflowed = True
                 subscriber.queue.get_nowait()
                 subscriber.queue.put_nowait(None)
+        if self._shapes:
+            await self._write_direct(event)
+
+    async def _write_direct(self, event: Event) -> None:
+        """Execute the event once per shape and write every live subscriber's frame, in slices."""
+        budget = self._write_slice
+        for shape in list(self._shapes.values()):
+            if event.kind not in shape.kinds:
+                continue
+            rendered = None
+            written = 0
+            for sub in list(shape.subscribers):
+                if sub.ended:
+                    continue
+                if not sub.live:
+                    if len(sub.backlog) >= self._queue_size:
+                        self._cut_off(sub, f"fell {self._queue_size} notifications behind")
+                    else:
+                        sub.backlog.append(event)
+                    continue
+                if self._skips(sub, event.seq) or (sub.task is not None and sub.task.cancelling()):
+                    continue
+                target = sub.target
+                if target.wire.unsent_bytes() > self._max_unsent_bytes:
+                    self._cut_off(sub, f"has more than {self._max_unsent_bytes} bytes it has not read")
+                    continue
+                if rendered is None:
+                    rendered = await shape.render(event)
+                    if sub.ended:
+                        continue
+                if target.wire.write(rendered.frame(target.protocol, target.encoded_id)):
+                    sub.last_seq = event.seq
+                    written += 1
+                budget -= 1
+                if budget <= 0:
+                    # Let pings, handshakes and reads run between slices of a large fan-out.
+                    await asyncio.sleep(0)
+                    budget = self._write_slice
+            if written:
+                shape.delivered.inc(written)
+
+    def _cut_off(self, sub: _Direct, behind: str) -> None:
+        sub.ended = True
+        metrics.SLOW_SUBSCRIBERS.inc()
+        if not sub.done.done():
+            sub.done.set_exception(SubscriberTooSlow(behind, sub.last_seq))
 
     # --- layer side ------------------------------------------------------------------------
 
@@ -215,7 +354,8 @@ class Hub:
                     # committing. Deliver what the database already has first, so order holds;
                     # a seq that commits later still goes out when its own message arrives.
                     await self._catch_up()
-                self._deliver(event)
+                async with self._delivery_lock:
+                    await self._deliver(event)
         finally:
             keeper.cancel()
 
@@ -257,4 +397,5 @@ class Hub:
             for event in missed:
                 if event.seq not in self._recent:
                     metrics.HUB_CAUGHT_UP.inc()
-                self._deliver(event)
+                async with self._delivery_lock:
+                    await self._deliver(event)

@@ -14,3 +14,12 @@ HUB_CAUGHT_UP = Counter("postwire_hub_caught_up", "Events the hub recovered from
 HUB_RECONNECTS = Counter("postwire_hub_reconnects", "Times the hub lost the channel layer and retried")
 HUB_REJOINS = Counter("postwire_hub_rejoins", "Periodic re-joins of the channel-layer group")
 BROADCASTS = Counter("postwire_broadcasts", "Events sent to the channel layer after commit", ["outcome"])
+SLOW_SUBSCRIBERS = Counter(
+    "postwire_slow_subscribers", "Subscriptions cut off for falling behind (told to resubscribe with after)"
+)
+SHARED_SHAPES = Gauge(
+    "postwire_shared_shapes",
+    "Distinct subscriptions (document, variables, viewer if it matters) executed once per event and "
+    "written by the hub on this node",
+    multiprocess_mode="livesum",
+)

@@ -36,10 +36,11 @@ class Notification:
     post_id: uuid.UUID
     title: str
     published_at: datetime.datetime | None
+    actor_id: int | None = None  # who made the change (for viewer-dependent fields)
 
     @classmethod
     def from_event(cls, event: PostEvent) -> Notification:
-        return cls(event.seq, event.kind, event.post_id, event.title, event.published_at)
+        return cls(event.seq, event.kind, event.post_id, event.title, event.published_at, event.actor_id)
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Notification:
@@ -50,6 +51,7 @@ class Notification:
             post_id=uuid.UUID(message["post_id"]),
             title=message["title"],
             published_at=datetime.datetime.fromisoformat(published_at) if published_at else None,
+            actor_id=message.get("actor_id"),
         )
 
     def to_message(self) -> dict[str, Any]:
@@ -60,6 +62,7 @@ class Notification:
             "post_id": str(self.post_id),
             "title": self.title,
             "published_at": self.published_at.isoformat() if self.published_at else None,
+            "actor_id": self.actor_id,
         }
 
 
@@ -96,4 +99,5 @@ def get_hub() -> Hub:
         catchup_seconds=settings.HUB_CATCHUP_SECONDS,
         queue_size=settings.HUB_SUBSCRIBER_QUEUE,
         check_seconds=settings.HUB_CHECK_SECONDS,
+        max_unsent_bytes=settings.WS_MAX_UNSENT_BYTES,
     )

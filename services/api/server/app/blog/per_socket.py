@@ -26,4 +26,5 @@ async def stream(ws, kinds):
                 continue
             post = await _get_post(message["post_id"])
             if post is not None:
-                yield Notification(message["seq"], message["kind"], post.pk, post.title, post.published_at)
+                yield Notification(message["seq"], message["kind"], post.pk, post.title, post.published_at,
+                                   message.get("actor_id"))

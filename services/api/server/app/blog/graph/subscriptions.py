@@ -1,7 +1,13 @@
 """Subscriptions. Over WebSocket `info.context` is a dict: the consumer is `context["ws"]` and the
-session user (from AuthMiddlewareStack) is in its scope."""
+session user (from AuthMiddlewareStack) is in its scope.
 
-from collections.abc import AsyncGenerator
+Each resolver checks what it must at subscribe time, then streams events as GraphQL objects.
+Under Daphne (POSTWIRE_FANOUT=shared) the hub writes live frames itself, executing each event
+once per distinct subscription (server.realtime.shared); what still passes through here is the
+replay of `after` and the error that ends a subscriber too slow to keep up.
+"""
+
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import strawberry
 from django.conf import settings
@@ -11,27 +17,33 @@ from strawberry.types import Info
 from server.app.blog import per_socket
 from server.app.blog.graph.types import DraftActivity, PostNotification
 from server.app.blog.models import PostEvent
-from server.app.blog.notifications import get_hub
+from server.app.blog.notifications import Notification, get_hub
+from server.realtime import shared
 from server.realtime.metrics import NOTIFICATIONS_DELIVERED
 
-_delivered_post_notify = NOTIFICATIONS_DELIVERED.labels("postNotify")
-_delivered_draft_activity = NOTIFICATIONS_DELIVERED.labels("draftActivity")
 _ALL_KINDS = frozenset(PostEvent.Kind.values)
 
 
-def _events(info: Info, kinds, after: int | None):
+async def _events(info: Info, kinds, after: int | None, to_source: Callable[[Notification], object]) -> AsyncIterator:
+    delivered = NOTIFICATIONS_DELIVERED.labels(info.field_name)
     if settings.FANOUT_MODE == "per-socket":
-        return per_socket.stream(info.context["ws"], kinds)
-    return get_hub().stream(kinds, after=after)
+        events = per_socket.stream(info.context["ws"], kinds)
+    else:
+        target = None
+        if settings.FANOUT_MODE == "shared":
+            target = shared.target(info, to_source=to_source, delivered=delivered)
+        events = get_hub().stream(kinds, after=after, target=target)
+    async for n in events:
+        delivered.inc()
+        yield to_source(n)
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="A post was published. `after`: replay from that seq first.")
     async def post_notify(self, info: Info, after: int | None = None) -> AsyncGenerator[PostNotification, None]:
-        async for n in _events(info, {PostEvent.Kind.PUBLISHED}, after):
-            _delivered_post_notify.inc()
-            yield PostNotification.from_notification(n)
+        async for n in _events(info, {PostEvent.Kind.PUBLISHED}, after, PostNotification.from_notification):
+            yield n
 
     @strawberry.subscription(description="Every change to every post, drafts included. Staff only.")
     async def draft_activity(self, info: Info, after: int | None = None) -> AsyncGenerator[DraftActivity, None]:
@@ -41,6 +53,5 @@ class Subscription:
                 "draftActivity is for staff only: log in over HTTP, then open the WebSocket "
                 "with the session cookie."
             )
-        async for n in _events(info, _ALL_KINDS, after):
-            _delivered_draft_activity.inc()
-            yield DraftActivity.from_notification(n)
+        async for n in _events(info, _ALL_KINDS, after, DraftActivity.from_notification):
+            yield n

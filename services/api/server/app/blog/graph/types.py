@@ -8,6 +8,7 @@ from strawberry import auto, relay
 
 from server.app.blog import models, services
 from server.app.blog.notifications import Notification
+from server.realtime.shared import viewer, viewer_dependent
 
 
 @strawberry_django.filter_type(models.Post)
@@ -63,10 +64,20 @@ class PostNotification(relay.Node):
     title: str
     publish_at: datetime.datetime
     seq: int = strawberry.field(description="Sequence number; resubscribe with `after` to get the gap.")
+    actor_id: strawberry.Private[int | None] = None
+
+    @viewer_dependent(description="Whether the viewer published this post.")
+    def by_viewer(self, info: strawberry.Info) -> bool:
+        return _is_viewer(info, self.actor_id)
 
     @classmethod
     def from_notification(cls, n: Notification) -> "PostNotification":
-        return cls(id=n.post_id, title=n.title, publish_at=n.published_at, seq=n.seq)
+        return cls(id=n.post_id, title=n.title, publish_at=n.published_at, seq=n.seq, actor_id=n.actor_id)
+
+
+def _is_viewer(info: strawberry.Info, user_id: int | None) -> bool:
+    user = viewer(info)
+    return user_id is not None and user.is_authenticated and user.pk == user_id
 
 
 @strawberry.enum
@@ -85,6 +96,11 @@ class DraftActivity:
     kind: DraftActivityKind
     post_id: relay.GlobalID
     title: str
+    actor_id: strawberry.Private[int | None] = None
+
+    @viewer_dependent(description="Whether the viewer made this change.")
+    def by_viewer(self, info: strawberry.Info) -> bool:
+        return _is_viewer(info, self.actor_id)
 
     @classmethod
     def from_notification(cls, n: Notification) -> "DraftActivity":
@@ -93,4 +109,5 @@ class DraftActivity:
             kind=DraftActivityKind(n.kind),
             post_id=relay.GlobalID("Post", str(n.post_id)),
             title=n.title,
+            actor_id=n.actor_id,
         )

@@ -1,0 +1,166 @@
+"""Writing WebSocket frames straight from the hub: the one module that reaches into Daphne,
+autobahn and Twisted internals.
+
+Sending through the ASGI path costs a task hop, a JSON encoding, the Channels session wrapper,
+`daphne.server.handle_reply`, autobahn's `sendMessage` and Twisted's `write`, which arms and
+disarms the reactor's writer (two `epoll_ctl`) for every frame. The hub instead writes a
+pre-built frame: straight to the socket when nothing is queued ahead of it (one `send()`),
+otherwise behind what is queued, through Twisted's `write`, so order always holds.
+
+What this relies on is checked by `check_supported()` and pinned by
+`tests/api/realtime/test_wire.py`, which runs a real Daphne: the ASGI `send` Daphne hands an
+application is `functools.partial(Server.handle_reply, protocol)`; the protocol is an autobahn
+`WebSocketServerProtocol` (`state`, `send_queue`, `_perMessageCompress`, `sendCloseFrame`) over a
+Twisted TCP transport (`socket`, `dataBuffer`, `offset`, `_tempDataLen`, `connected`,
+`disconnecting`). On other versions, or another ASGI server, `wire_for()` returns None and the
+hub falls back to the plain path (strawberry executes and sends per subscriber): slower, correct.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import struct
+
+log = logging.getLogger(__name__)
+
+# package -> the release series this module was written and tested against
+SUPPORTED = {"daphne": "4.2.", "autobahn": "26.10.", "twisted": "26.10."}
+
+SCOPE_KEY = "postwire.wire"
+
+
+@functools.cache
+def check_supported() -> str | None:
+    """None when the installed Daphne/autobahn/Twisted are the ones this module knows; else why not."""
+    for package, series in SUPPORTED.items():
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return f"{package} is not installed"
+        if not version.startswith(series):
+            return f"{package} {version} is not the supported {series}x series"
+    try:
+        from autobahn.websocket.protocol import WebSocketProtocol
+        from daphne.server import Server
+        from twisted.internet.abstract import FileDescriptor
+    except ImportError as exc:
+        return f"cannot import the server internals: {exc}"
+    for owner, names in (
+        (Server, ("handle_reply",)),
+        (WebSocketProtocol, ("STATE_OPEN", "sendCloseFrame", "sendData")),
+        (FileDescriptor, ("dataBuffer", "offset", "write")),
+    ):
+        missing = [name for name in names if not hasattr(owner, name)]
+        if missing:
+            return f"{owner.__module__}.{owner.__qualname__} lacks {', '.join(missing)}"
+    return None
+
+
+def frame_header(payload_length: int) -> bytes:
+    """A server-to-client text frame's header (FIN, opcode 1, no mask), as RFC 6455 5.2 lays out."""
+    if payload_length < 126:
+        return bytes((0x81, payload_length))
+    if payload_length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, payload_length)
+    return struct.pack("!BBQ", 0x81, 127, payload_length)
+
+
+class DaphneWire:
+    """One accepted WebSocket under Daphne, written to without going through the ASGI app."""
+
+    __slots__ = ("protocol", "_open_state")
+
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+        self._open_state = protocol.STATE_OPEN
+
+    @property
+    def is_open(self) -> bool:
+        protocol = self.protocol
+        transport = protocol.transport
+        return (protocol.state == self._open_state and transport is not None and transport.connected
+                and not transport.disconnecting)
+
+    @property
+    def uncompressed(self) -> bool:
+        """Pre-built frames are plain text frames: usable only without permessage-deflate (which
+        Daphne never negotiates; checked once the handshake is done)."""
+        return getattr(self.protocol, "_perMessageCompress", None) is None
+
+    def unsent_bytes(self) -> int:
+        """Bytes written to this socket that it has not taken yet (Twisted's and autobahn's queues)."""
+        protocol = self.protocol
+        transport = protocol.transport
+        if transport is None:
+            return 0
+        queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        if protocol.send_queue:
+            queued += sum(len(data) for data, _ in protocol.send_queue)
+        return queued
+
+    def write(self, frame: bytes) -> bool:
+        """Write one complete pre-built frame; False if the socket is no longer open."""
+        protocol = self.protocol
+        transport = protocol.transport
+        if (protocol.state != self._open_state or transport is None or not transport.connected
+                or transport.disconnecting):
+            return False
+        if protocol.send_queue:  # autobahn's own queue (chopped or sync sends): keep behind it
+            protocol.sendData(frame)
+            return True
+        if not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            # Nothing queued ahead: hand it to the kernel now, without arming the reactor.
+            try:
+                sent = transport.socket.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # a dead peer: Twisted's write path notices and closes it
+            if sent == len(frame):
+                return True
+            frame = frame[sent:]
+        transport.write(frame)
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Close with a code and a reason the client can read (Daphne's own close drops the reason)."""
+        protocol = self.protocol
+        if protocol.state == self._open_state:
+            protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None)
+
+
+def _daphne_protocol(send):
+    from daphne.server import Server
+
+    if isinstance(send, functools.partial) and getattr(send.func, "__func__", None) is Server.handle_reply:
+        protocol = send.args[0] if send.args else None
+        transport = getattr(protocol, "transport", None)
+        # Plain TCP only: a TLS transport has no socket of its own to write to.
+        if transport is not None and hasattr(transport, "socket") and hasattr(transport, "dataBuffer"):
+            return protocol
+    return None
+
+
+class WireMiddleware:
+    """Outermost WebSocket middleware: puts this connection's `DaphneWire` in the scope, when there
+    is one, for the hub to write to (`scope["postwire.wire"]`)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.reason = check_supported()
+        if self.reason is not None:
+            log.warning("direct frame writes are off (%s): subscribers get the plain path", self.reason)
+
+    async def __call__(self, scope, receive, send):
+        if self.reason is None and scope.get("type") == "websocket":
+            protocol = _daphne_protocol(send)
+            if protocol is not None:
+                scope = dict(scope)
+                scope[SCOPE_KEY] = DaphneWire(protocol)
+        return await self.inner(scope, receive, send)
+
+
+def wire_of(scope) -> DaphneWire | None:
+    return scope.get(SCOPE_KEY)

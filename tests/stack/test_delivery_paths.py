@@ -1,0 +1,200 @@
+"""The shared path (execute once per shape, frames written by the hub) against the plain path
+(strawberry executes and sends per subscriber), byte for byte.
+
+Two Daphne nodes of one stack, one per path, get the same population of subscribers; the same
+publishes reach both. Every subscriber must receive exactly the same frames on both nodes.
+Clients connect to each node directly: the delivery engine is what is compared, not nginx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+
+import pytest
+
+from devstack.stack import Stack
+from tests.stack.conftest import STAFF
+from tests.support.client import GraphQLHttp, RawSocket
+
+pytestmark = pytest.mark.stack
+
+PLAIN, SHARED = "ws-1", "ws-2"
+STALL_LIMIT = 32 * 1024  # POSTWIRE_WS_MAX_UNSENT_BYTES on the shared node
+
+
+@pytest.fixture(scope="module")
+def paths_stack(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("paths")
+    with Stack(ws_nodes=2, api_nodes=1, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1],
+               node_env={PLAIN: {"POSTWIRE_FANOUT": "hub"},
+                         SHARED: {"POSTWIRE_FANOUT": "shared",
+                                  "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT)}}) as running:
+        yield running
+    if os.environ.get("KEEP_STACK_LOGS") is None:
+        running.cleanup()
+
+
+def node_metric(stack: Stack, node: str, name: str) -> float:
+    text = urllib.request.urlopen(f"{stack.node(node).base_url}/metrics", timeout=5).read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+              or line.startswith(name + "{")]
+    return sum(values)
+
+
+POST = "subscription { postNotify { id title publishAt seq } }"
+WITH_VIEWER = "subscription { postNotify { seq byViewer title } }"
+ALIASED = """
+subscription Aliased { n: postNotify { ...Head when: publishAt } other: __typename }
+fragment Head on PostNotification { key: id seq t: title }
+subscription Unused { postNotify { seq } }
+"""
+AFTER = "subscription Resume($from: Int) { postNotify(after: $from) { seq title } }"
+DRAFTS = "subscription { draftActivity { seq kind postId title byViewer } }"
+
+
+def by_operation(sock: RawSocket) -> list[tuple[str, list[str]]]:
+    ops: dict[str, list[str]] = {}
+    for frame in sock.frames():
+        ops.setdefault(json.loads(frame).get("id"), []).append(frame)
+    return sorted(ops.items())
+
+
+async def population(url: str, staff_cookie: str, resume_from: int) -> dict[str, RawSocket]:
+    """The same subscribers, in the same order, on one node. Names say what each one covers."""
+    t, legacy = "graphql-transport-ws", "graphql-ws"
+    sockets = {
+        "transport": await RawSocket.open(url, t),
+        "legacy": await RawSocket.open(url, legacy),
+        "two-ops-one-socket": await RawSocket.open(url, t),
+        "aliases-fragments-opname": await RawSocket.open(url, t),
+        "legacy-aliases": await RawSocket.open(url, legacy),
+        "variables-after-replay": await RawSocket.open(url, t),
+        "legacy-after-replay": await RawSocket.open(url, legacy),
+        "viewer-anonymous": await RawSocket.open(url, t),
+        "viewer-staff": await RawSocket.open(url, t, cookie=staff_cookie),
+        "drafts-staff": await RawSocket.open(url, legacy, cookie=staff_cookie),
+        "drafts-anonymous-refused": await RawSocket.open(url, t),
+        "completes-midway": await RawSocket.open(url, t),
+        "slow-reader": await RawSocket.open(url, t, read_delay=0.05),
+    }
+    await sockets["transport"].start("p1", POST)
+    await sockets["legacy"].start("p1", POST)
+    await sockets["two-ops-one-socket"].start("a", POST)
+    await sockets["two-ops-one-socket"].start("b", WITH_VIEWER)
+    await sockets["aliases-fragments-opname"].start("x", ALIASED, operation_name="Aliased")
+    await sockets["legacy-aliases"].start("x", ALIASED, operation_name="Aliased")
+    await sockets["variables-after-replay"].start("r", AFTER, {"from": resume_from}, operation_name="Resume")
+    await sockets["legacy-after-replay"].start("r", AFTER, {"from": resume_from}, operation_name="Resume")
+    await sockets["viewer-anonymous"].start("v", WITH_VIEWER)
+    await sockets["viewer-staff"].start("v", WITH_VIEWER)
+    await sockets["drafts-staff"].start("d", DRAFTS)
+    await sockets["drafts-anonymous-refused"].start("d", DRAFTS)
+    await sockets["completes-midway"].start("c", POST)
+    await sockets["slow-reader"].start("s", POST)
+    return sockets
+
+
+async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
+    staff = GraphQLHttp(paths_stack.http_url)
+    staff.login(*STAFF)
+    # History for the `after` subscribers to replay (published before they subscribe).
+    for k in range(3):
+        staff.publish(staff.create_post(f"history {k}")[0])
+    seq_probe = await RawSocket.open(paths_stack.node(PLAIN).base_url.replace("http", "ws") + "/wsgraphql",
+                                     "graphql-transport-ws")
+    await seq_probe.start("h", "subscription { postNotify(after: 0) { seq } }")
+    history = [json.loads(f)["payload"]["data"]["postNotify"]["seq"] for f in await seq_probe.frames_for(3)]
+    await seq_probe.close()
+    resume_from = history[0]  # two stored events to replay, then live
+
+    nodes = {}
+    for name in (PLAIN, SHARED):
+        url = paths_stack.node(name).base_url.replace("http", "ws") + "/wsgraphql"
+        nodes[name] = await population(url, staff.cookie_header, resume_from)
+    try:
+        await asyncio.sleep(1.0)  # every subscription registered with its node's hub
+        titles = ["plain ascii", 'quotes " and \\ backslash', "unicode é ü 中文 🙂", "x" * 200,
+                  "</script><b>", "\u2028 line separator", "after complete", "last one"]
+        for i, title in enumerate(titles):
+            if title == "after complete":
+                for sockets in nodes.values():
+                    await sockets["completes-midway"].complete("c")
+                await asyncio.sleep(0.5)
+            gid, _ = staff.create_post(title)
+            assert staff.publish(gid)["data"]["publishPost"]["published"], title
+            await asyncio.sleep(0.2 if i % 2 else 0.0)  # back-to-back publishes too
+        await asyncio.sleep(2.0)
+
+        # Per operation: how one socket interleaves its operations' frames is not specified (the
+        # plain path's own order depends on set iteration), each operation's stream is.
+        received = {name: {(who, op): frames for who, sock in sockets.items() for op, frames in by_operation(sock)}
+                    for name, sockets in nodes.items()}
+        assert received[SHARED].keys() == received[PLAIN].keys()
+        for who in received[PLAIN]:
+            plain, shared = received[PLAIN][who], received[SHARED][who]
+            assert plain, f"{who}: the plain path sent nothing, so the comparison would prove nothing"
+            assert shared == plain, f"{who}: the paths differ\nplain:  {plain}\nshared: {shared}"
+        received = {name: {who: sock.frames() for who, sock in sockets.items()} for name, sockets in nodes.items()}
+
+        # What the population covers, checked on the (identical) frames.
+        r = received[PLAIN]
+        assert len([f for f in r["transport"] if '"type":"next"' in f]) == len(titles)
+        assert all('"type":"data"' in f for f in r["legacy"]) and len(r["legacy"]) == len(titles)
+        assert len(r["two-ops-one-socket"]) == 2 * len(titles)
+        assert len(r["variables-after-replay"]) == 2 + len(titles)  # exactly the replayed gap, then live
+        assert '"byViewer":true' in r["viewer-staff"][0] and '"byViewer":false' in r["viewer-anonymous"][0]
+        assert '"errors"' in r["drafts-anonymous-refused"][0] and "staff only" in r["drafts-anonymous-refused"][0]
+        assert sum('"kind":"CREATED"' in f for f in r["drafts-staff"]) == len(titles)
+        assert len(r["completes-midway"]) == titles.index("after complete")  # nothing after its complete
+        assert len(r["slow-reader"]) == len(titles)
+        # And the shared node really took the shared path; the plain one did not.
+        assert node_metric(paths_stack, SHARED, "postwire_shared_shapes") >= 5
+        assert node_metric(paths_stack, PLAIN, "postwire_shared_shapes") == 0
+    finally:
+        for sockets in nodes.values():
+            for sock in sockets.values():
+                await sock.close()
+
+
+async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_receiving(paths_stack):
+    """Memory per socket is bounded by its unsent bytes: past the limit, the hub stops writing to
+    it and its subscriptions end with an error naming the seq to resume after."""
+    staff = GraphQLHttp(paths_stack.http_url)
+    staff.login(*STAFF)
+    url = paths_stack.node(SHARED).base_url.replace("http", "ws") + "/wsgraphql"
+    stalled = await RawSocket.open(url, "graphql-transport-ws", receive_buffer=4096)
+    for k in range(40):  # 40 operations: each publish puts 40 frames on this socket
+        await stalled.start(f"s{k}", POST)
+    healthy = await RawSocket.open(url, "graphql-transport-ws")
+    await healthy.start("h", POST)
+    await asyncio.sleep(0.5)
+    stalled.pause()
+    cut_before = node_metric(paths_stack, SHARED, "postwire_slow_subscribers_total")
+    try:
+        published = 0
+        while node_metric(paths_stack, SHARED, "postwire_slow_subscribers_total") < cut_before + 40:
+            staff.publish(staff.create_post("z" * 200)[0])
+            published += 1
+            assert published < 200, "the stalled socket was never cut off"
+        assert len(await healthy.frames_for(published, timeout=20)) == published
+        stalled.resume()
+        await asyncio.sleep(3)
+        frames = [json.loads(f) for f in stalled.frames()]
+        for k in range(40):
+            mine = [f for f in frames if f.get("id") == f"s{k}"]
+            nexts = [f for f in mine if f["type"] == "next" and "errors" not in f["payload"]]
+            error, complete = mine[-2], mine[-1]
+            assert complete["type"] == "complete"
+            message = error["payload"]["errors"][0]["message"]
+            last = nexts[-1]["payload"]["data"]["postNotify"]["seq"] if nexts else None
+            assert "resubscribe with after=" + str(last) in message, (message, last)
+            assert len(nexts) < published  # it really was cut off, not just slow
+        # The healthy subscriber on the same node kept receiving throughout, and still does.
+        staff.publish(staff.create_post("after the cut")[0])
+        assert len(await healthy.frames_for(published + 1, timeout=10)) == published + 1
+    finally:
+        await stalled.close()
+        await healthy.close()
