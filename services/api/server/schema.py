@@ -8,7 +8,8 @@ from collections.abc import AsyncGenerator
 import strawberry
 from django.conf import settings
 from graphql import GraphQLError, OperationType, ValidationRule
-from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
@@ -40,8 +41,16 @@ query = merge_types("Query", (ServerQuery, auth_queries.Query, blog_queries.Quer
 mutation = merge_types("Mutation", (auth_mutations.Mutation, blog_mutations.Mutation))
 subscription = merge_types("Subscription", (ServerSubscription, blog_subscriptions.Subscription))
 
-def _depth_limit():
-    return QueryDepthLimiter(max_depth=10)
+# One rule class for the process (QueryDepthLimiter would build a new one per request), so that
+# validation results can be cached: clients send the same few documents over and over, and
+# validating a subscription cost more than anything else in a WebSocket's connect (profiled).
+DepthLimit = create_validator(max_depth=10, should_ignore=None)
+DOCUMENT_CACHE_SIZE = 1024
+
+
+def _cached_documents() -> list:
+    return [lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
+
 
 class SubscriptionsNeedAWebSocket(ValidationRule):
     """The HTTP schema declares subscriptions (for GraphiQL) but cannot stream them: say so,
@@ -60,6 +69,13 @@ schema = strawberry.Schema(
     query=query,
     mutation=mutation,
     subscription=subscription,
-    extensions=[_depth_limit, DjangoOptimizerExtension, lambda: AddValidationRules([SubscriptionsNeedAWebSocket])],
+    extensions=[
+        lambda: AddValidationRules([DepthLimit, SubscriptionsNeedAWebSocket]),
+        DjangoOptimizerExtension,
+        *_cached_documents(),
+    ],
 )
-ws_schema = strawberry.Schema(query=ServerQuery, subscription=subscription, extensions=[_depth_limit])
+ws_schema = strawberry.Schema(
+    query=ServerQuery, subscription=subscription,
+    extensions=[lambda: AddValidationRules([DepthLimit]), *_cached_documents()],
+)

@@ -180,7 +180,8 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
     for result in raw.workers.values():
         errors.update(result.get("errors", {}))
         if result.get("crashed"):
-            errors["worker_crashed"] += 1
+            code = result.get("exitcode")
+            errors["worker_crashed" + (f"_exit_{code}" if code is not None else "")] += 1
     for p in raw.publishes:
         if p.error:
             errors[p.error] += 1
@@ -196,6 +197,7 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
     live = sum(1 for s in connected if s["live"])
 
     results = {
+        "load_generator": generator_cpu(raw, t0, end),
         "tool": "postwire-loadtest",
         "run_id": cfg.run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(raw.phases["start"] + raw.wall_offset)),
@@ -252,3 +254,31 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
         "connect_hist": connect,
     }
     return results, series
+
+
+SATURATED_IDLE = 0.10  # machine idle below this during the publish phase: figures measure the box
+
+
+def generator_cpu(raw: RawRun, publish_start: float, drain_end: float) -> dict:
+    """The generator's own CPU (coordinator + workers), overall and per receipt in the publish phase,
+    and how idle the whole machine was meanwhile. On a small machine the generator competes with
+    what it measures; a machine with no idle CPU left makes latency a property of the box."""
+    processes = [raw.cpu_marks] + [w.get("cpu_marks", {}) for w in raw.workers.values()]
+    total = sum(m.get("end", 0.0) for m in processes)
+    phase = [m["drain_end"] - m["publish_start"] for m in processes if "publish_start" in m and "drain_end" in m]
+    receipts = 0
+    for result in raw.workers.values():
+        if "receipts" in result:
+            receipts += sum(1 for t in result["receipts"][2] if publish_start <= t <= drain_end)
+    out: dict = {"processes": len(processes), "cpu_s_total": round(total, 3)}
+    if phase and len(phase) == len(processes):
+        cpu = sum(phase)
+        out.update(cpu_s_publish_phase=round(cpu, 3), receipts_publish_phase=receipts,
+                   cpu_us_per_receipt=round(cpu / receipts * 1e6, 1) if receipts else None)
+    marks = raw.machine_marks
+    if "publish_start" in marks and "drain_end" in marks:
+        (idle0, total0), (idle1, total1) = marks["publish_start"], marks["drain_end"]
+        if total1 > total0:
+            idle = (idle1 - idle0) / (total1 - total0)
+            out.update(machine_idle_publish_phase=round(idle, 3), machine_saturated=idle < SATURATED_IDLE)
+    return out

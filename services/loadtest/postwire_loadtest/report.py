@@ -72,6 +72,17 @@ def summary_text(results: dict) -> str:
         lines.append("per node     " + "  ".join(
             f"{k} {v['delivered']}/{v['expected']}" for k, v in results["nodes"].items()))
     lines.append("errors       " + (", ".join(f"{k} {v}" for k, v in results["errors"].items()) or "none"))
+    g = results.get("load_generator") or {}
+    if g:
+        per = g.get("cpu_us_per_receipt")
+        idle = g.get("machine_idle_publish_phase")
+        lines.append(
+            f"generator    {g['cpu_s_total']:.1f} CPU-s over {g['processes']} process(es)"
+            + (f"; publish phase {g['cpu_s_publish_phase']:.1f} CPU-s for {g['receipts_publish_phase']} receipts"
+               f" = {per} us per receipt" if per is not None else "")
+            + (f"; machine idle {idle:.0%} during the publish phase" if idle is not None else "")
+            + (" -- SATURATED: these figures measure the machine, not the system" if g.get("machine_saturated") else "")
+        )
 
     rows = results["per_publish"]
     if rows:

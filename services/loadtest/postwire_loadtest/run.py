@@ -48,9 +48,28 @@ class RawRun:
     timed_out: bool = False
     dropped: int = 0
     failure: str | None = None
+    cpu_marks: dict[str, float] = field(default_factory=dict)  # this (coordinator) process's CPU time
+    machine_marks: dict[str, tuple[int, int]] = field(default_factory=dict)  # (idle, total) jiffies
 
     def mark(self, phase: str) -> None:
         self.phases[phase] = time.monotonic()
+        if phase in CPU_PHASES:
+            self.cpu_marks[phase] = time.process_time()
+            self.machine_marks[phase] = machine_jiffies()
+
+
+# Phases at which every generator process notes its CPU time: the publish phase lies between them.
+CPU_PHASES = ("publish_start", "drain_end")
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, from /proc/stat (zeros elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
 
 
 class Runner:
@@ -91,6 +110,7 @@ class Runner:
                 self.progress.phase("finish: closing sockets, collecting receipts")
                 self.raw.workers = await self.pool.finish()
             self.raw.mark("end")
+            self.raw.cpu_marks["end"] = time.process_time()
             self.progress.stop()
 
     async def _phases(self) -> None:
@@ -195,6 +215,7 @@ class Runner:
             self.progress.update(published=len(raw.publishes))
 
         raw.mark("publish_start")
+        self.pool.broadcast(("mark", "publish_start"))
         start = time.monotonic()
         for n, (title, gid) in enumerate(posts, start=1):
             due = start + (n - 1) / cfg.rate
@@ -225,3 +246,4 @@ class Runner:
             if fresh and self.pool.total("outstanding") == 0:
                 break
         self.raw.mark("drain_end")
+        self.pool.broadcast(("mark", "drain_end"))

@@ -4,6 +4,7 @@ every notification, which subscriber got which publish at what time.
 Runs in a child process (see workers.py) so each process stays well under the 20,000 open-file
 limit. It talks to the coordinator over a multiprocessing pipe:
   coordinator -> worker: ("sent", k)   k measured publishes have been sent so far
+                         ("mark", phase)  note this process's CPU time now (publish_start, drain_end)
                          ("drop", k)   abort k open subscribers now (test hook)
                          ("finish",)   close everything, send results, exit
   worker -> coordinator: ("progress", {...}) twice a second, ("ramp_done", {...}),
@@ -18,6 +19,7 @@ import asyncio
 import collections
 import errno
 import json
+import os
 import signal
 import socket
 import time
@@ -25,11 +27,9 @@ from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
 from postwire_loadtest import protocol as proto
 from postwire_loadtest.netutil import new_socket, raise_nofile_limit, target_host_port
+from postwire_loadtest.wsclient import ClientProtocol, HandshakeRefused
 
 # Connects in flight at once per worker: an open-loop ramp against a stalled server would
 # otherwise pile up unbounded half-open sockets.
@@ -66,7 +66,8 @@ class Sub:
     live: bool = False  # received a warm-up post
     sent_at_subscribe: int = 0
     seen: set = field(default_factory=set)
-    ws: object = None
+    ws: ClientProtocol | None = None
+    acked: asyncio.Future | None = None
 
     def row(self) -> tuple:
         return (self.index, self.protocol, self.source, self.node, self.t_start, self.t_connected,
@@ -84,19 +85,29 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_nofile_limit()
     try:
-        asyncio.run(Worker(conn, spec).run())
+        import uvloop  # a lighter event loop: the generator's CPU is part of every figure it reports
+    except ImportError:
+        uvloop = None
+    try:
+        if uvloop is not None:
+            uvloop.run(Worker(conn, spec).run())
+        else:
+            asyncio.run(Worker(conn, spec).run())
     except KeyboardInterrupt:
         pass
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()  # the coordinator reports the crash; the reason goes to stderr
+        raise
 
 
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return "connect_timeout"
-    if isinstance(exc, InvalidStatus):
-        return f"handshake_http_{exc.response.status_code}"
-    if isinstance(exc, InvalidHandshake):  # e.g. InvalidMessage: the proxy closed without answering
-        return f"handshake_{type(exc).__name__}"
-    if isinstance(exc, ConnectionClosed):
+    if isinstance(exc, HandshakeRefused):
+        return f"handshake_http_{exc.status}"
+    if isinstance(exc, ConnectionError) and not exc.errno:  # closed before the handshake ended
         return "closed_during_handshake"
     if isinstance(exc, OSError) and exc.errno:
         return f"connect_{errno.errorcode.get(exc.errno, exc.errno)}".lower()
@@ -124,6 +135,7 @@ class Worker:
         self.warm_receipts = 0
         self.foreign = 0  # notifications of posts not from this run
         self.finishing = False
+        self.cpu_marks: dict[str, float] = {}
         self.finish = asyncio.Event()
         self.ramp_done = asyncio.Event()
 
@@ -146,6 +158,8 @@ class Worker:
             self.sent = command[1]
         elif kind == "drop":
             self._send(("dropped", self._drop(command[1])))
+        elif kind == "mark":  # the coordinator entered a phase: note our CPU time at that moment
+            self.cpu_marks[command[1]] = time.process_time()
         elif kind == "finish":
             self.finish.set()
 
@@ -157,6 +171,8 @@ class Worker:
         # Our 127.0.0.x source addresses are IPv4; towards an IPv6 target let the kernel choose.
         self.sources = self.spec.source_addresses if self.family == socket.AF_INET else []
         loop.add_reader(self.conn.fileno(), self._on_command)
+        # uvloop makes a watched fd non-blocking; the pipe's send()/recv() need whole messages.
+        os.set_blocking(self.conn.fileno(), True)
         tasks = [asyncio.create_task(self._ramp()), asyncio.create_task(self._report_loop())]
         await self.finish.wait()
         self.finishing = True
@@ -204,7 +220,6 @@ class Worker:
             task.add_done_callback(pending.discard)
         await self.ramp_done.wait()
         self._send(("ramp_done", self._progress()))
-        await asyncio.gather(*pending, return_exceptions=True)
 
     def _attempt_resolved(self, gate: asyncio.Semaphore) -> None:
         gate.release()
@@ -220,27 +235,19 @@ class Worker:
             async with asyncio.timeout(self.spec.connect_timeout):
                 sock = new_socket(self.family, sub.source)
                 await loop.sock_connect(sock, self.addr)
-                # compression off: a zlib context per socket costs ~100 KB at 10,000 sockets and
-                # hides frames from fault-injecting proxies. Client pings off: Daphne pings us.
-                ws = await connect(
-                    self.spec.ws_url, sock=sock, subprotocols=[sub.protocol], compression=None,
-                    ping_interval=None, open_timeout=None, close_timeout=2,
-                    user_agent_header="postwire-loadtest", max_queue=64,
+                sub.acked = loop.create_future()
+                _, ws = await loop.create_connection(
+                    lambda: ClientProtocol(self.spec.ws_url, sub.protocol, lambda text: self._on_text(sub, text),
+                                           lambda code: self._on_close(sub, code)),
+                    sock=sock,
                 )
                 sub.ws = ws
-                await ws.send(proto.CONNECTION_INIT)
-                while True:
-                    message = json.loads(await ws.recv())
-                    kind = proto.kind_of(message)
-                    if kind == "connection_ack":
-                        break
-                    if kind == "ping":
-                        await ws.send(proto.PONG)
-                    elif kind == "error":
-                        raise AckRefused()
+                await ws.opened
+                ws.send_text(proto.CONNECTION_INIT)
+                await sub.acked
             sub.t_connected = time.monotonic()
-            await ws.send(proto.subscribe(sub.protocol, proto.NODE_OP, proto.SERVER_NODE))
-            await ws.send(proto.subscribe(sub.protocol, proto.POSTS_OP, proto.POST_NOTIFY))
+            ws.send_text(proto.subscribe(sub.protocol, proto.NODE_OP, proto.SERVER_NODE))
+            ws.send_text(proto.subscribe(sub.protocol, proto.POSTS_OP, proto.POST_NOTIFY))
             sub.t_subscribed = time.monotonic()
             sub.sent_at_subscribe = self.sent
             self.connected += 1
@@ -248,53 +255,56 @@ class Worker:
             sub.error = "connection_init_refused" if isinstance(exc, AckRefused) else _error_kind(exc)
             self.errors[sub.error] += 1
             if sub.ws is not None:
-                sub.ws.transport.abort()
+                sub.ws.abort()
             elif sock is not None:
                 sock.close()
-            return
         finally:
             self._attempt_resolved(gate)
-        await self._read(sub)
 
-    # --- receiving ---------------------------------------------------------------------------
+    # --- receiving (synchronously, from each socket's data_received) ---------------------------
 
-    async def _read(self, sub: Sub) -> None:
-        ws = sub.ws
-        reason = None
-        try:
-            async for raw in ws:
-                now = time.monotonic()
-                message = json.loads(raw)
-                kind = proto.kind_of(message)
-                op = message.get("id")
-                if kind == "next":
-                    if op == proto.POSTS_OP:
-                        self._on_post(sub, message.get("payload") or {}, now)
-                    elif op == proto.NODE_OP:
-                        sub.node = ((message.get("payload") or {}).get("data") or {}).get("serverNode")
-                elif kind == "ping":
-                    await ws.send(proto.PONG)
-                elif kind == "error":
-                    self.errors["subscription_error" if op == proto.POSTS_OP else "server_node_error"] += 1
-                    if op == proto.POSTS_OP:
-                        reason = "subscription_error"
-                        break
-                elif kind == "complete" and op == proto.POSTS_OP:
-                    reason = "completed_by_server"
-                    break
-        except ConnectionClosed:
-            pass
-        finally:
-            if sub.t_closed is None and not self.finishing:
-                # Left on its own (or was pushed): that is a disconnect, not lost deliveries.
-                sub.t_closed = time.monotonic()
-                if reason is None:
-                    code = ws.close_code
-                    reason = "connection_lost" if code in (None, 1006) else f"closed_{code}"
-                sub.close_reason = reason
-                self.errors[f"disconnect_{reason}"] += 1
-                if reason in ("subscription_error", "completed_by_server"):
-                    ws.transport.abort()
+    def _on_text(self, sub: Sub, text: str) -> None:
+        now = time.monotonic()
+        message = json.loads(text)
+        kind = proto.kind_of(message)
+        if kind == "next":
+            op = message.get("id")
+            if op == proto.POSTS_OP:
+                self._on_post(sub, message.get("payload") or {}, now)
+            elif op == proto.NODE_OP:
+                sub.node = ((message.get("payload") or {}).get("data") or {}).get("serverNode")
+        elif kind == "connection_ack":
+            if sub.acked is not None and not sub.acked.done():
+                sub.acked.set_result(None)
+        elif kind == "ping":
+            sub.ws.send_text(proto.PONG)
+        elif kind == "error":
+            op = message.get("id")
+            if sub.acked is not None and not sub.acked.done():
+                sub.acked.set_exception(AckRefused())
+                return
+            self.errors["subscription_error" if op == proto.POSTS_OP else "server_node_error"] += 1
+            if op == proto.POSTS_OP:
+                self._left(sub, "subscription_error")
+        elif kind == "complete" and message.get("id") == proto.POSTS_OP:
+            self._left(sub, "completed_by_server")
+
+    def _on_close(self, sub: Sub, code: int | None) -> None:
+        if sub.t_subscribed is None:
+            if sub.acked is not None and not sub.acked.done():
+                sub.acked.set_exception(ConnectionError("closed before connection_ack"))
+            return  # still connecting: _subscriber reports the failure
+        self._left(sub, "connection_lost" if code in (None, 1006) else f"closed_{code}", abort=False)
+
+    def _left(self, sub: Sub, reason: str, abort: bool = True) -> None:
+        """The subscriber left on its own (or was pushed): a disconnect, not lost deliveries."""
+        if sub.t_closed is not None or self.finishing:
+            return
+        sub.t_closed = time.monotonic()
+        sub.close_reason = reason
+        self.errors[f"disconnect_{reason}"] += 1
+        if abort:
+            sub.ws.abort()
 
     def _on_post(self, sub: Sub, payload: dict, now: float) -> None:
         note = (payload.get("data") or {}).get("postNotify")
@@ -329,21 +339,20 @@ class Worker:
             if sub.t_subscribed is not None and sub.t_closed is None:
                 sub.t_closed = time.monotonic()
                 sub.close_reason = "dropped_by_tool"
-                sub.ws.transport.abort()
+                sub.ws.abort()
                 dropped += 1
         return dropped
 
     async def _close_all(self) -> None:
         open_ws = [s.ws for s in self.subs if s.ws is not None and s.t_closed is None]
-        if open_ws:
-            try:
-                async with asyncio.timeout(CLOSE_GRACE_SECONDS):
-                    await asyncio.gather(*(ws.close() for ws in open_ws), return_exceptions=True)
-            except TimeoutError:
-                pass
-            for ws in open_ws:
-                ws.transport.abort()
-            await asyncio.sleep(0)
+        for ws in open_ws:
+            ws.close()
+        deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+        while time.monotonic() < deadline and any(not ws.transport.is_closing() for ws in open_ws):
+            await asyncio.sleep(0.1)
+        for ws in open_ws:
+            ws.abort()
+        await asyncio.sleep(0)
 
     def _results(self) -> dict:
         return {
@@ -353,4 +362,5 @@ class Worker:
             "errors": dict(self.errors),
             "warm_receipts": self.warm_receipts,
             "foreign": self.foreign,
+            "cpu_marks": {**self.cpu_marks, "end": time.process_time()},
         }

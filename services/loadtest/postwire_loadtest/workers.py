@@ -62,7 +62,9 @@ class WorkerPool:
             kind, body = conn.recv()
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(conn.fileno())
-            self.results.setdefault(worker_id, {"worker": worker_id, "crashed": True})
+            proc = self._procs[worker_id]
+            proc.join(timeout=1)
+            self.results.setdefault(worker_id, {"worker": worker_id, "crashed": True, "exitcode": proc.exitcode})
             self.ramp_done.add(worker_id)
             self._changed.set()
             return
