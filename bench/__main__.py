@@ -1,9 +1,15 @@
-"""`python -m bench`: fan-out benchmark of postwire on the local stack.
+"""`python -m bench`: fan-out benchmark of postwire on the local stack, beside a Node.js peer.
 
-For every configuration (Daphne nodes K x fan-out design x channel layer) and every N, it starts
-a fresh stack (nginx, gunicorn, K Daphne nodes; one PostgreSQL and one Redis shared by all runs,
-with a new database and an emptied Redis per run), runs postwire-loadtest against it, samples
-CPU and memory of every server process, and writes a markdown + JSON table.
+For every configuration (WebSocket nodes K x fan-out engine x channel layer x N x publish rate)
+it starts a fresh stack (nginx, gunicorn, K WebSocket nodes; one PostgreSQL and one Redis shared
+by all runs, with a new database and an emptied Redis per run), runs postwire-loadtest against
+it, samples CPU and memory of every server process, and writes a markdown + JSON table.
+
+The fan-out engines: `shared` (postwire: executed once per subscription shape, frames written by
+the hub), `hub` (the same hub, strawberry executing and sending per subscriber: postwire before
+the shared engine), `per-socket` (the tutorial's design), and `node`: bench/node-peer, the
+reference graphql-ws server on ws fed by Redis pub/sub, in the WebSocket nodes' place behind the
+same nginx, with the same gunicorn publishing (so it needs the pubsub layer).
 
 Benchmarks never fail on timing: a run that goes wrong is recorded as such and the next one runs.
 """
@@ -32,6 +38,8 @@ from devstack.backing import Postgres, Redis  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
 
 STAFF = ("admin", "postwire-admin")
+NODE_PEER = REPO / "bench" / "node-peer"
+SOCKETS_PER_NGINX_WORKER = 5000  # each proxied WebSocket holds two of a worker's connections
 
 
 def csv_list(kind):
@@ -41,19 +49,24 @@ def csv_list(kind):
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=csv_list(int), default=[1000], help="subscriber counts, e.g. 1000,5000")
-    p.add_argument("--ws-nodes", type=csv_list(int), default=[1, 3], help="Daphne node counts (default 1,3)")
-    p.add_argument("--fanout", type=csv_list(str), default=["hub", "per-socket"],
-                   help="hub (postwire) and/or per-socket (the tutorial's design)")
-    p.add_argument("--layer", type=csv_list(str), default=["core", "pubsub"],
-                   help="core (RedisChannelLayer) and/or pubsub (RedisPubSubChannelLayer)")
+    p.add_argument("--n", type=csv_list(int), default=[2000], help="subscriber counts, e.g. 2000,10000")
+    p.add_argument("--ws-nodes", type=csv_list(int), default=[3], help="WebSocket node counts (default 3)")
+    p.add_argument("--fanout", type=csv_list(str), default=["shared", "hub", "node"],
+                   help="shared (postwire), hub (postwire's plain path), per-socket (the tutorial), "
+                        "node (the Node.js graphql-ws peer); default shared,hub,node")
+    p.add_argument("--layer", type=csv_list(str), default=["pubsub"],
+                   help="pubsub (RedisPubSubChannelLayer, the default here: the Node peer reads it too) "
+                        "and/or core (RedisChannelLayer)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per run (default 30)")
-    p.add_argument("--rate", type=float, default=1.0, help="publishes per second (default 1)")
+    p.add_argument("--rate", type=csv_list(float), default=[1.0],
+                   help="publishes per second; several (e.g. 5,10,20,40) make a capacity sweep (default 1)")
     p.add_argument("--ramp-rate", type=float, default=500.0, help="new sockets per second (default 500)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds allowed for the last deliveries")
-    p.add_argument("--nginx-worker-connections", type=int, default=10000,
-                   help="per nginx worker; each proxied WebSocket takes two (default 10000, ~5,000 sockets "
-                        "per worker, 2 workers)")
+    p.add_argument("--nginx-worker-connections", type=int, default=19000,
+                   help="per nginx worker; each proxied WebSocket takes two (default 19000: the open-file "
+                        "limit is 20,000 per process)")
+    p.add_argument("--nginx-workers", type=int, default=0,
+                   help=f"nginx worker processes (default: one per {SOCKETS_PER_NGINX_WORKER} sockets, at least 2)")
     p.add_argument("--protocol", default="graphql-transport-ws", help="passed to the load tester")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     p.add_argument("--label", default="", help="appended to the result file names")
@@ -64,12 +77,27 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+FANOUTS = ("shared", "hub", "per-socket", "node")
+
+
 def configurations(args) -> list[dict]:
     rows = []
-    for k, fanout, layer, n in itertools.product(args.ws_nodes, args.fanout, args.layer, args.n):
-        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n,
-                     "name": f"K{k}-{fanout}-{layer}-N{n}"})
+    for fanout in args.fanout:
+        if fanout not in FANOUTS:
+            raise SystemExit(f"--fanout: {fanout!r} is not one of {', '.join(FANOUTS)}")
+    # Same N and rate side by side: the engines of one (N, rate) run one after the other.
+    for n, rate, k, layer, fanout in itertools.product(args.n, args.rate, args.ws_nodes, args.layer, args.fanout):
+        if fanout == "node" and layer != "pubsub":
+            continue  # the Node peer subscribes to the pubsub layer's channel
+        name = f"K{k}-{fanout}-{layer}-N{n}" + (f"-R{rate:g}" if len(args.rate) > 1 or rate != 1 else "")
+        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n, "rate": rate,
+                     "name": name})
     return rows
+
+
+def ensure_node_peer() -> None:
+    if not (NODE_PEER / "node_modules").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_PEER, check=True)
 
 
 def children_cpu() -> float:
@@ -81,7 +109,7 @@ def run_loadtest(args, stack: Stack, conf: dict, out_dir: Path, run_id: str) -> 
     """The load tester as a separate process (its own fd limit, its own worker processes)."""
     argv = [
         sys.executable, "-m", "postwire_loadtest", "--url", stack.http_url, "--username", STAFF[0],
-        "-n", str(conf["subscribers"]), "--rate", str(args.rate), "--duration", str(args.duration),
+        "-n", str(conf["subscribers"]), "--rate", str(conf["rate"]), "--duration", str(args.duration),
         "--drain", str(args.drain), "--ramp-rate", str(args.ramp_rate), "--protocol", args.protocol,
         "--run-id", run_id, "--out", str(out_dir), "--progress", "plain",
     ]
@@ -112,16 +140,24 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     database_url = postgres.create_database(f"bench_{index}")
     # Group memberships and queues of earlier runs would otherwise cost this one.
     redis_py.Redis.from_url(redis_url).flushall()
-    extra = {"CHANNEL_LAYER": conf["layer"], "POSTWIRE_FANOUT": conf["fanout"]}
+    extra = {"CHANNEL_LAYER": conf["layer"]}
+    ws_command = None
+    if conf["fanout"] == "node":
+        ws_command = ["node", str(NODE_PEER / "server.mjs")]
+    else:
+        extra["POSTWIRE_FANOUT"] = conf["fanout"]
     extra.update(dict(kv.split("=", 1) for kv in args.extra_env))
+    nginx_workers = args.nginx_workers or max(2, -(-conf["subscribers"] // SOCKETS_PER_NGINX_WORKER))
+    row["nginx_workers"] = nginx_workers
     stack = Stack(ws_nodes=conf["ws_nodes"], api_nodes=1, run_dir=run_dir / "stack", database_url=database_url,
-                  redis_url=redis_url, staff_username=STAFF[0], staff_password=STAFF[1], extra_env=extra)
+                  redis_url=redis_url, staff_username=STAFF[0], staff_password=STAFF[1], extra_env=extra,
+                  ws_command=ws_command, nginx_workers=nginx_workers)
     try:
         t0 = time.monotonic()
         stack.start()
         row["stack_start_s"] = round(time.monotonic() - t0, 1)
         pids = {n.name: n.process.pid for n in stack.ws + stack.api}
-        pids["nginx"] = stack.nginx.pid
+        pids["nginx"] = stack.nginx.pid  # the master: its workers are counted in its tree
         pids["redis"] = int(redis_py.Redis.from_url(redis_url).info("server")["process_id"])
         pids["postgres"] = postgres.process.pid
         sampler = Sampler(pids).start()
@@ -164,8 +200,9 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
         publish_phase_s=round(pub_end - pub_start, 2),
         processes=processes,
         results={k: results[k] for k in ("deliveries", "latency_ms", "last_subscriber_ms", "subscribers", "warmup",
-                                          "publishes", "errors", "outcome", "nodes")},
+                                          "publishes", "errors", "outcome", "nodes", "load_generator")},
     )
+    row["derived"] = derived(row)
     plot = run_dir / "loadtest" / "plot.png"
     if plot.exists() and args.plots_dir is not None:
         args.plots_dir.mkdir(parents=True, exist_ok=True)
@@ -176,9 +213,38 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     return row
 
 
+def derived(row: dict) -> dict:
+    """The figures the comparison is about, from the raw ones."""
+    processes, results = row["processes"], row["results"]
+    ws = {name: p for name, p in processes.items() if name.startswith("ws-")}
+    delivered = results["deliveries"]["delivered"]
+    ws_cpu = sum(p["cpu_s_publish_phase"] or 0 for p in ws.values())
+    subs = sum(p.get("subscribers", 0) for p in ws.values())
+    grown = [p["kib_per_subscriber"] * p["subscribers"] for p in ws.values() if p.get("kib_per_subscriber")]
+    phase = row["publish_phase_s"] or 1
+    # Which process was busiest during the publish phase, in cores (1.0 = one core all the time).
+    # The load generator's figure covers its worker processes and coordinator.
+    busy = {name: (p["cpu_s_publish_phase"] or 0) / phase for name, p in processes.items()}
+    generator = results.get("load_generator") or {}
+    if generator.get("cpu_s_publish_phase") is not None:
+        busy["load generator"] = generator["cpu_s_publish_phase"] / phase
+    busiest = max(busy, key=busy.get) if busy else None
+    return {
+        "ws_cpu_s_publish_phase": round(ws_cpu, 3),
+        "ws_cpu_us_per_delivery": round(ws_cpu / delivered * 1e6, 1) if delivered else None,
+        "ws_kib_per_subscription": round(sum(grown) / subs, 1) if grown and subs else None,
+        "ws_peak_rss_mib": round(sum(p.get("vm_hwm_mib") or 0 for p in ws.values()), 1),
+        "deliveries_per_s": round(delivered / phase, 1),
+        "busiest": busiest, "busiest_cores": round(busy[busiest], 2) if busiest else None,
+        "cores_busy_publish_phase": {k: round(v, 2) for k, v in sorted(busy.items(), key=lambda kv: -kv[1])},
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     confs = configurations(args)
+    if any(c["fanout"] == "node" for c in confs):
+        ensure_node_peer()
     # devstack renders nginx.conf from this process's environment.
     os.environ["NGINX_WORKER_CONNECTIONS"] = str(args.nginx_worker_connections)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -188,8 +254,9 @@ def main(argv=None) -> int:
     report = {
         "name": name, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine.machine(), "source": machine.source(), "versions": machine.versions(),
-        "settings": {"duration_s": args.duration, "rate_per_s": args.rate, "ramp_rate_per_s": args.ramp_rate,
-                     "drain_s": args.drain, "protocol": args.protocol, "api_nodes": 1, "nginx_workers": 2,
+        "settings": {"duration_s": args.duration, "rates_per_s": args.rate, "ramp_rate_per_s": args.ramp_rate,
+                     "drain_s": args.drain, "protocol": args.protocol, "api_nodes": 1,
+                     "nginx_workers": args.nginx_workers or f"one per {SOCKETS_PER_NGINX_WORKER} sockets, >= 2",
                      "nginx_worker_connections": args.nginx_worker_connections,
                      "extra_env": args.extra_env},
         "runs": [],

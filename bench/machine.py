@@ -12,8 +12,10 @@ from devstack.proc import StartupError, require
 
 PACKAGES = [
     "django", "channels", "channels-redis", "daphne", "twisted", "autobahn", "strawberry-graphql",
-    "strawberry-graphql-django", "redis", "gunicorn", "psycopg", "websockets", "hdrhistogram", "psutil",
+    "strawberry-graphql-django", "graphql-core", "redis", "gunicorn", "psycopg", "uvloop", "hdrhistogram",
+    "psutil",
 ]
+NODE_PEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "node-peer")
 
 
 def _first_line(argv: list[str]) -> str:
@@ -83,6 +85,15 @@ def versions() -> dict:
         out["postwire-loadtest"] = __version__
     except ImportError:
         out["postwire-loadtest"] = None
+    out["node"] = _first_line(["node", "--version"])
+    for package in ("graphql-ws", "ws", "graphql", "ioredis"):
+        try:
+            import json
+
+            with open(os.path.join(NODE_PEER, "node_modules", package, "package.json")) as f:
+                out[f"npm {package}"] = json.load(f)["version"]
+        except (OSError, ValueError, KeyError):
+            out[f"npm {package}"] = None
     out["nginx"] = _server("nginx", "-v")
     out["redis-server"] = _server("redis-server", "--version")
     out["postgres"] = _server("postgres", "--version")

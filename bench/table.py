@@ -1,6 +1,8 @@
-"""The benchmark's markdown table (the JSON next to it holds everything, this shows the gist)."""
+"""The benchmark's markdown tables (the JSON next to them holds everything; these show the gist)."""
 
 from __future__ import annotations
+
+CAPACITY_P99_MS = 1000.0  # capacity: the highest rate delivered completely with p99 under this
 
 
 def _ms(summary: dict | None, key: str) -> str:
@@ -10,30 +12,50 @@ def _ms(summary: dict | None, key: str) -> str:
     return "-" if value is None else (f"{value:.0f}" if value >= 100 else f"{value:.1f}")
 
 
+def _num(value, fmt: str = "g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def _nodes(row: dict, field: str) -> str:
     values = [f"{v[field]:g}" for k, v in sorted(row.get("processes", {}).items())
               if k.startswith("ws-") and v.get(field) is not None]
     return " / ".join(values) or "-"
 
 
-def _cpu(row: dict, name: str) -> str:
-    value = row.get("processes", {}).get(name, {}).get("cpu_s_publish_phase")
-    return "-" if value is None else f"{value:.2f}"
+def _ok(row: dict) -> bool:
+    return "results" in row and "derived" in row
 
 
 def one_line(row: dict) -> str:
-    if "results" not in row:
+    if not _ok(row):
         return f"FAILED: {row.get('error')}"
-    r = row["results"]
+    r, x = row["results"], row["derived"]
     d = r["deliveries"]
+    g = r.get("load_generator") or {}
     return (f"delivered {d['delivered']}/{d['expected']} (missing {d['missing']}, dup {d['duplicates']}); "
             f"latency p50 {_ms(r['latency_ms'], 'p50')} p99 {_ms(r['latency_ms'], 'p99')} "
-            f"max {_ms(r['latency_ms'], 'max')} ms; Daphne VmHWM MiB {_nodes(row, 'vm_hwm_mib')}; "
-            f"Daphne CPU s (publish phase) {_nodes(row, 'cpu_s_publish_phase')}")
+            f"max {_ms(r['latency_ms'], 'max')} ms; WS tier {_num(x['ws_cpu_us_per_delivery'])} us CPU/delivery, "
+            f"{_num(x['ws_kib_per_subscription'])} KiB/subscription; generator "
+            f"{_num(g.get('cpu_us_per_receipt'))} us/receipt, machine idle "
+            f"{_num(g.get('machine_idle_publish_phase'), '.0%')}; busiest {x['busiest']} ({x['busiest_cores']} cores)")
+
+
+def _complete(row: dict) -> bool:
+    d = row["results"]["deliveries"]
+    return d["expected"] > 0 and d["delivered"] == d["expected"] and not row["results"]["outcome"].get("failure")
+
+
+def _p99(row: dict) -> float | None:
+    return row["results"]["latency_ms"].get("p99") if row["results"]["latency_ms"].get("count") else None
+
+
+def _ratio(a, b) -> str:
+    return "-" if a is None or b in (None, 0) else f"{a / b:.2f}"
 
 
 def markdown(report: dict) -> str:
     m, s = report["machine"], report["settings"]
+    runs = report["runs"]
     lines = [
         f"# postwire fan-out benchmark {report['name']}",
         "",
@@ -45,50 +67,99 @@ def markdown(report: dict) -> str:
            if report.get("source", {}).get("api_uncommitted_changes") else "") + ".",
         "",
         *([f"> {report['note']}", ""] if report.get("note") else []),
-        f"Each run starts a fresh stack (nginx with {s['nginx_workers']} workers, {s['api_nodes']} gunicorn, "
-        "K Daphne nodes; a new database and an emptied Redis), opens N subscriptions through nginx "
-        f"({s['protocol']}, ramp {s['ramp_rate_per_s']:g}/s), warms up (warm-up posts until every subscriber got "
-        f"one), then publishes open-loop at {s['rate_per_s']:g}/s for {s['duration_s']:g} s and waits up to "
-        f"{s['drain_s']:g} s for the last deliveries. Latency runs from just before the publish request to "
-        "receipt by the subscriber. Everything (load generator included) shares the same cores.",
+        f"Each run starts a fresh stack (nginx, {s['api_nodes']} gunicorn, K WebSocket nodes; a new database and "
+        f"an emptied Redis), opens N subscriptions through nginx ({s['protocol']}, ramp {s['ramp_rate_per_s']:g}/s), "
+        "warms up (warm-up posts until every subscriber got one), then publishes open-loop at the run's rate for "
+        f"{s['duration_s']:g} s and waits up to {s['drain_s']:g} s for the last deliveries. Latency runs from just "
+        "before the publish request to receipt. Everything, the load generator included, shares the same cores. "
+        "Fan-out engines: `shared` = postwire (executed once per subscription shape, frames written by the hub); "
+        "`hub` = postwire's plain path (strawberry executes and sends per subscriber: postwire before the shared "
+        "engine); `per-socket` = the tutorial's design; `node` = bench/node-peer, the reference graphql-ws server "
+        "on ws fed by Redis pub/sub, in place of the Daphne nodes, same nginx, same gunicorn publishing.",
         "",
         "## Results",
         "",
-        "| run | K | fan-out | layer | N | connected | delivered / expected | missing | dup | p50 ms | p90 ms "
-        "| p99 ms | max ms | last sub. p50 / max ms | connect p99 ms | Daphne VmHWM MiB (per node) "
-        "| Daphne CPU s, publish phase (per node) | Redis CPU s | Postgres CPU s | gunicorn CPU s "
-        "| load gen. CPU s (whole run) | errors |",
-        "|" + "---|" * 22,
+        "| run | engine | N | publishes/s | delivered / expected | dup | p50 ms | p99 ms | max ms "
+        "| WS tier CPU µs per delivery | KiB per subscription | WS tier peak RSS MiB | connect p99 ms "
+        "| generator µs per receipt | machine idle | busiest process (cores) | errors |",
+        "|" + "---|" * 17,
     ]
-    for row in report["runs"]:
+    for row in runs:
         c = row["config"]
-        head = f"| {c['name']} | {c['ws_nodes']} | {c['fanout']} | {c['layer']} | {c['subscribers']} "
-        if "results" not in row:
-            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 16 + "|")
+        head = f"| {c['name']} | {c['fanout']} | {c['subscribers']} | {c.get('rate', 1):g} "
+        if not _ok(row):
+            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 12 + "|")
             continue
-        r = row["results"]
-        d, lat, last = r["deliveries"], r["latency_ms"], r["last_subscriber_ms"]
+        r, x = row["results"], row["derived"]
+        d, lat = r["deliveries"], r["latency_ms"]
+        g = r.get("load_generator") or {}
         errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"
         if r["outcome"].get("failure"):
             errors = f"run failed: {r['outcome']['failure']}; " + errors
+        idle = _num(g.get("machine_idle_publish_phase"), ".0%")
+        if g.get("machine_saturated"):
+            idle += " **saturated**"
         lines.append(
-            head + f"| {r['subscribers']['connected']} | {d['delivered']} / {d['expected']} | {d['missing']} "
-            f"| {d['duplicates']} | {_ms(lat, 'p50')} | {_ms(lat, 'p90')} | {_ms(lat, 'p99')} | {_ms(lat, 'max')} "
-            f"| {_ms(last, 'p50')} / {_ms(last, 'max')} | {_ms(r['subscribers']['connect_ms'], 'p99')} "
-            f"| {_nodes(row, 'vm_hwm_mib')} | {_nodes(row, 'cpu_s_publish_phase')} | {_cpu(row, 'redis')} "
-            f"| {_cpu(row, 'postgres')} | {_cpu(row, 'api-1')} | {row.get('loadgen_cpu_s', '-')} | {errors} |"
+            head + f"| {d['delivered']} / {d['expected']} | {d['duplicates']} | {_ms(lat, 'p50')} | {_ms(lat, 'p99')} "
+            f"| {_ms(lat, 'max')} | {_num(x['ws_cpu_us_per_delivery'])} | {_num(x['ws_kib_per_subscription'])} "
+            f"| {x['ws_peak_rss_mib']:g} | {_ms(r['subscribers']['connect_ms'], 'p99')} "
+            f"| {_num(g.get('cpu_us_per_receipt'))} | {idle} | {x['busiest']} ({x['busiest_cores']}) | {errors} |"
         )
+
+    # --- postwire / Node, same N and rate ------------------------------------------------------
+    peers = {(r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]): r
+             for r in runs if r["config"]["fanout"] == "node" and _ok(r)}
+    compared = [r for r in runs if r["config"]["fanout"] != "node" and _ok(r)
+                and (r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]) in peers]
+    if compared:
+        lines += ["", "## postwire / Node peer (same N, rate and K; below 1 means postwire is cheaper or faster)",
+                  "", "| run | p99 ratio | CPU per delivery ratio | memory per subscription ratio |", "|---|---|---|---|"]
+        for row in compared:
+            c = row["config"]
+            peer = peers[(c["subscribers"], c.get("rate", 1), c["ws_nodes"])]
+            lines.append(
+                f"| {c['name']} | {_ratio(_p99(row), _p99(peer))} "
+                f"| {_ratio(row['derived']['ws_cpu_us_per_delivery'], peer['derived']['ws_cpu_us_per_delivery'])} "
+                f"| {_ratio(row['derived']['ws_kib_per_subscription'], peer['derived']['ws_kib_per_subscription'])} |")
+
+    # --- capacity: several rates at one N -------------------------------------------------------
+    rates = sorted({r["config"].get("rate", 1) for r in runs})
+    if len(rates) > 1:
+        lines += ["", f"## Capacity (highest deliveries/s with 100 % delivered and p99 < {CAPACITY_P99_MS:g} ms)", "",
+                  "| engine | N | K | capacity, deliveries/s | at publishes/s | first failing rate | "
+                  "what saturated first (cores busy at the first failing rate) |", "|---|---|---|---|---|---|---|"]
+        groups: dict[tuple, list[dict]] = {}
+        for row in runs:
+            c = row["config"]
+            groups.setdefault((c["fanout"], c["subscribers"], c["ws_nodes"], c["layer"]), []).append(row)
+        for (fanout, n, k, _layer), rows in groups.items():
+            best = failing = None
+            for row in sorted(rows, key=lambda r: r["config"].get("rate", 1)):
+                if _ok(row) and _complete(row) and (_p99(row) or 1e12) < CAPACITY_P99_MS:
+                    best = row
+                else:
+                    failing = row
+                    break
+            capacity = (f"{best['derived']['deliveries_per_s']:g} | {best['config'].get('rate', 1):g}" if best
+                        else "below the lowest rate tried | -")
+            failed = "none | -"
+            if failing is not None:
+                top = list(failing["derived"]["cores_busy_publish_phase"].items())[:3] if _ok(failing) else []
+                failed = f"{failing['config'].get('rate', 1):g} | " + (
+                    ", ".join(f"{name} {cores:g}" for name, cores in top) or "-")
+            lines.append(f"| {fanout} | {n} | {k} | {capacity} | {failed} |")
+
     lines += [
         "",
-        "## Per Daphne node",
+        "## Per WebSocket node",
         "",
         "| run | node | subscribers | delivered / expected | VmHWM MiB | RSS at start MiB | KiB per subscriber "
         "| CPU s (whole load test) | CPU s (publish phase) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in report["runs"]:
+    for row in runs:
         for name, p in sorted(row.get("processes", {}).items()):
-            if not name.startswith("ws-"):
+            if not name.startswith("ws-") or not _ok(row):
                 continue
             node = row["results"]["nodes"].get(name, {})
             lines.append(
@@ -97,7 +168,13 @@ def markdown(report: dict) -> str:
                 f"| {p['rss_mib_start']} | {p.get('kib_per_subscriber', '-')} | {p['cpu_s_total']} "
                 f"| {p['cpu_s_publish_phase']} |"
             )
-    plots = [row for row in report["runs"] if row.get("plot")]
+    lines += ["", "## Cores busy during the publish phase (CPU seconds / phase seconds)", "",
+              "| run | processes |", "|---|---|"]
+    for row in runs:
+        if _ok(row):
+            busy = ", ".join(f"{k} {v:g}" for k, v in row["derived"]["cores_busy_publish_phase"].items())
+            lines.append(f"| {row['config']['name']} | {busy} |")
+    plots = [row for row in runs if row.get("plot")]
     if plots:
         lines += ["", "## Plots", ""] + [f"- [{row['config']['name']}]({row['plot']})" for row in plots]
     lines += ["", "## Versions", "", "| component | version |", "|---|---|"]
@@ -107,12 +184,17 @@ def markdown(report: dict) -> str:
         "## Reading it",
         "",
         "- *delivered / expected* counts (publish, subscriber) pairs of subscribers connected for that publish;"
-        " *missing* are lost deliveries (the subscriber stayed connected past the publish's deadline).",
-        "- *last sub.* is, per publish, the time until the LAST subscriber had it; p50 and max over publishes.",
-        "- CPU seconds are summed over each process tree and cut to the publish phase (first publish to end of "
-        "drain) from samples every 0.5 s; the load generator's figure covers its whole run (connect included).",
-        "- VmHWM is the kernel's peak resident set of each Daphne process; KiB per subscriber = "
-        "(VmHWM - RSS before the load test) / subscribers on that node.",
+        " what is not delivered by the publish's deadline (the drain) is missing.",
+        "- *WS tier CPU per delivery*: CPU seconds of all WebSocket nodes (Daphne, or the Node peer) in the "
+        "publish phase (first publish to end of drain, cut from samples every 0.5 s), divided by deliveries. "
+        "It includes the kernel's share (a loopback send is most of it) and idle-socket work (pings).",
+        "- *KiB per subscription*: (peak resident set - resident set before the load test) / subscribers, "
+        "over the WebSocket nodes.",
+        "- *generator µs per receipt*: the load generator's own CPU (coordinator and workers) in the publish "
+        "phase per receipt. *machine idle*: idle share of all cores during the publish phase; **saturated** "
+        "(under 10 %) means the latency figures measure the machine rather than the system.",
+        "- *busiest process*: the process tree with the most CPU during the publish phase, in cores; on a 2-core "
+        "machine, a process near 1.0 is what limits the run.",
         "- Benchmarks never fail on timing; a failed run is listed with its reason.",
         "",
     ]

@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         staff_password=os.environ.get("POSTWIRE_BOOTSTRAP_PASSWORD", "postwire-admin"),
         extra_env=extra,
     )
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     # Also when started in the background (`bin/devstack &`), where SIGINT arrives ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -64,6 +67,9 @@ Ctrl-C stops everything.""", flush=True)
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the shutdown short and leave processes behind.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
     return 0
 

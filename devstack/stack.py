@@ -52,6 +52,8 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         node_env: dict[str, dict[str, str]] | None = None,
         database_name: str = "postwire",
+        ws_command: list[str] | None = None,
+        nginx_workers: int = 2,
     ):
         self.ws_count = ws_nodes
         self.api_count = api_nodes
@@ -62,6 +64,10 @@ class Stack:
         self.staff_password = staff_password
         self.extra_env = extra_env or {}
         self.node_env = node_env or {}  # per node name (e.g. "ws-2"), on top of extra_env
+        # Another WebSocket tier in postwire's place (the benchmark's Node.js peer): its argv,
+        # given PORT, POSTWIRE_NODE_NAME and REDIS_URL in the environment like Daphne is.
+        self.ws_command = ws_command
+        self.nginx_workers = nginx_workers
         self.database_name = database_name
         self.postgres = None if database_url else Postgres(self.run_dir)
         self.redis = None if redis_url else Redis(self.run_dir)
@@ -153,7 +159,8 @@ class Stack:
         env = self.app_env(name, port)
         if role == "api":
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / f"prometheus-{name}")
-        process = Process(name, [str(POSTWIRE), role], log_dir=self.run_dir, env=env).start()
+        argv = self.ws_command if role == "ws" and self.ws_command else [str(POSTWIRE), role]
+        process = Process(name, argv, log_dir=self.run_dir, env=env).start()
         return Node(name, port, process)
 
     def nginx_conf(self) -> str:
@@ -166,7 +173,7 @@ class Stack:
             NGINX_RUN_DIR=str(self.run_dir / "nginx"),
             NGINX_ACCESS_LOG=str(self.run_dir / "nginx-access.log"),
             NGINX_ERROR_LOG=str(self.run_dir / "nginx-error.log"),
-            NGINX_WORKER_PROCESSES="2",
+            NGINX_WORKER_PROCESSES=str(self.nginx_workers),
         )
         result = subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True)
         return result.stdout
