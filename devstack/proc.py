@@ -23,6 +23,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def require(binary: str, hint: str) -> str:
     """Find a server binary on PATH (or PostgreSQL's versioned dir), or say how to get it."""
     extra = ":".join(str(p) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))

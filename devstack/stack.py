@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.backing import Postgres, Redis
-from devstack.proc import Process, StartupError, free_port, require
+from devstack.proc import Process, StartupError, free_port, port_is_free, require
 
 REPO = Path(__file__).resolve().parent.parent
 API_DIR = REPO / "services" / "api"
@@ -174,12 +174,18 @@ class Stack:
             NGINX_ACCESS_LOG=str(self.run_dir / "nginx-access.log"),
             NGINX_ERROR_LOG=str(self.run_dir / "nginx-error.log"),
             NGINX_WORKER_PROCESSES=str(self.nginx_workers),
+            # Each proxied WebSocket holds two connections of a worker; the open-file limit is
+            # 20,000 per process, so this lets one worker carry ~9,500 sockets.
+            NGINX_WORKER_CONNECTIONS=os.environ.get("NGINX_WORKER_CONNECTIONS", "19000"),
         )
         result = subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True)
         return result.stdout
 
     def _start_nginx(self) -> None:
         nginx = require("nginx", "apt-get install nginx-light")
+        if not port_is_free(self.port):
+            # Otherwise the health check below could be answered by whatever holds the port.
+            raise StartupError(f"port {self.port} is in use (another devstack?); pick another with --port")
         (self.run_dir / "nginx").mkdir(exist_ok=True)
         conf = self.run_dir / "nginx.conf"
         conf.write_text(self.nginx_conf())

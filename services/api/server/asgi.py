@@ -15,11 +15,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server.settings")
 # Populate the app registry before importing anything that imports models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from server.realtime.auth import SessionAuthMiddleware  # noqa: E402
 from server.realtime.consumer import GraphQLConsumer  # noqa: E402
 from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
 from server.realtime.wire import WireMiddleware  # noqa: E402
@@ -31,7 +31,7 @@ application = ProtocolTypeRouter(
         # WireMiddleware first: it sees Daphne's own `send` and hands the hub this socket.
         "websocket": WireMiddleware(
             AllowedHostsOriginValidator(
-                AuthMiddlewareStack(
+                SessionAuthMiddleware(
                     URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLConsumer.as_asgi(schema=ws_schema))])
                 )
             )

@@ -118,6 +118,13 @@ class AckRefused(Exception):
     pass
 
 
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    """Fail a connect step; whoever still awaits it sees `exc`, and a step that already timed out
+    does not log 'exception never retrieved'."""
+    future.set_exception(exc)
+    future.exception()
+
+
 class Worker:
     def __init__(self, conn: Connection, spec: WorkerSpec):
         self.conn = conn
@@ -281,7 +288,7 @@ class Worker:
         elif kind == "error":
             op = message.get("id")
             if sub.acked is not None and not sub.acked.done():
-                sub.acked.set_exception(AckRefused())
+                _fail(sub.acked, AckRefused())
                 return
             self.errors["subscription_error" if op == proto.POSTS_OP else "server_node_error"] += 1
             if op == proto.POSTS_OP:
@@ -292,7 +299,7 @@ class Worker:
     def _on_close(self, sub: Sub, code: int | None) -> None:
         if sub.t_subscribed is None:
             if sub.acked is not None and not sub.acked.done():
-                sub.acked.set_exception(ConnectionError("closed before connection_ack"))
+                _fail(sub.acked, ConnectionError("closed before connection_ack"))
             return  # still connecting: _subscriber reports the failure
         self._left(sub, "connection_lost" if code in (None, 1006) else f"closed_{code}", abort=False)
 

@@ -98,12 +98,14 @@ class ClientProtocol(asyncio.Protocol):
         except (ProtocolError, HandshakeRefused, UnicodeDecodeError, ValueError) as exc:
             if not self.opened.done():
                 self.opened.set_exception(exc if not isinstance(exc, UnicodeDecodeError) else ProtocolError(str(exc)))
+                self.opened.exception()
             self._buffer = b""
             self.transport.abort()
 
     def connection_lost(self, exc) -> None:
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"closed during the handshake: {exc}"))
+            self.opened.exception()  # retrieved: whoever awaits it still gets it
         if not self._ended:
             self._ended = True
             self._on_close(self._close_code)

@@ -3,11 +3,19 @@
 `async_to_sync(layer.group_send)` runs a fresh event loop per call and so opens a new Redis
 connection for every publish. Instead each process keeps one event loop in a daemon thread
 with the layer's connection pool on it, and hands sends to that loop.
+
+The request does not wait for the send: the event is committed in PostgreSQL before the send is
+scheduled, and a send that fails is caught up from there (a hub notices the gap at the next
+event, and catches up periodically), so waiting would only add Redis's round trip and a thread
+hand-off to every publish's response. Sends leave in the order they were scheduled (one loop);
+`flush()` waits for what is still in flight when a worker exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import logging
 import threading
 from typing import Any
@@ -22,6 +30,7 @@ SEND_TIMEOUT_SECONDS = 5.0
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
+_in_flight: set[concurrent.futures.Future] = set()
 
 
 def _publisher_loop() -> asyncio.AbstractEventLoop:
@@ -33,24 +42,50 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def group_send(group: str, message: dict[str, Any]) -> bool:
-    """Send `message` to `group`; True on success. Never raises: the caller has committed already,
-    and the event is in the database, where hubs find it on their next catch-up."""
-    layer = get_channel_layer()
+def _sent(group: str, future: concurrent.futures.Future | asyncio.Future) -> None:
+    _in_flight.discard(future)
+    exc = None if future.cancelled() else future.exception()
+    if future.cancelled() or exc is not None:
+        metrics.BROADCASTS.labels(outcome="failed").inc()
+        log.error("could not send to group %s (%s); subscribers will catch up from the database", group,
+                  "cancelled" if exc is None else f"{type(exc).__name__}: {exc}")
+    else:
+        metrics.BROADCASTS.labels(outcome="sent").inc()
+
+
+async def _send(layer, group: str, message: dict[str, Any]) -> None:
+    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+        await layer.group_send(group, message)
+
+
+def group_send(group: str, message: dict[str, Any]) -> None:
+    """Schedule sending `message` to `group` and return at once. Never raises: the caller has
+    committed already, and the event is in the database, where hubs find it if this send fails."""
     try:
+        layer = get_channel_layer()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is not None:
-            # Called from async code (tests, ASGI): schedule on the caller's own loop.
-            running.create_task(layer.group_send(group, message))
+            # Called from async code (tests, ASGI): send on the caller's own loop.
+            future = running.create_task(_send(layer, group, message))
         else:
-            future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _publisher_loop())
-            future.result(timeout=SEND_TIMEOUT_SECONDS)
+            future = asyncio.run_coroutine_threadsafe(_send(layer, group, message), _publisher_loop())
     except Exception:
         metrics.BROADCASTS.labels(outcome="failed").inc()
         log.exception("could not send to group %s; subscribers will catch up from the database", group)
-        return False
-    metrics.BROADCASTS.labels(outcome="sent").inc()
-    return True
+        return
+    _in_flight.add(future)
+    future.add_done_callback(lambda f: _sent(group, f))
+
+
+def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> None:
+    """Wait (from synchronous code) for the sends still in flight: a worker that exits would
+    otherwise drop them (they would still arrive, later, through the hubs' catch-up)."""
+    pending = [f for f in list(_in_flight) if isinstance(f, concurrent.futures.Future)]
+    if pending:
+        concurrent.futures.wait(pending, timeout=timeout)
+
+
+atexit.register(flush)

@@ -131,10 +131,15 @@ class DaphneWire:
             protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None)
 
 
-def _daphne_protocol(send):
+@functools.cache
+def _handle_reply():
     from daphne.server import Server
 
-    if isinstance(send, functools.partial) and getattr(send.func, "__func__", None) is Server.handle_reply:
+    return Server.handle_reply
+
+
+def _daphne_protocol(send):
+    if isinstance(send, functools.partial) and getattr(send.func, "__func__", None) is _handle_reply():
         protocol = send.args[0] if send.args else None
         transport = getattr(protocol, "transport", None)
         # Plain TCP only: a TLS transport has no socket of its own to write to.
