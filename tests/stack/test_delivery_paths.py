@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from devstack.stack import Stack
-from tests.stack.conftest import STAFF
+from tests.stack.conftest import CREATE_USER, STAFF
 from tests.support.client import GraphQLHttp, RawSocket
 
 pytestmark = pytest.mark.stack
@@ -62,7 +62,7 @@ def by_operation(sock: RawSocket) -> list[tuple[str, list[str]]]:
     return sorted(ops.items())
 
 
-async def population(url: str, staff_cookie: str, resume_from: int) -> dict[str, RawSocket]:
+async def population(url: str, staff_cookie: str, other_cookie: str, resume_from: int) -> dict[str, RawSocket]:
     """The same subscribers, in the same order, on one node. Names say what each one covers."""
     t, legacy = "graphql-transport-ws", "graphql-ws"
     sockets = {
@@ -75,6 +75,7 @@ async def population(url: str, staff_cookie: str, resume_from: int) -> dict[str,
         "legacy-after-replay": await RawSocket.open(url, legacy),
         "viewer-anonymous": await RawSocket.open(url, t),
         "viewer-staff": await RawSocket.open(url, t, cookie=staff_cookie),
+        "viewer-other-staff": await RawSocket.open(url, t, cookie=other_cookie),
         "drafts-staff": await RawSocket.open(url, legacy, cookie=staff_cookie),
         "drafts-anonymous-refused": await RawSocket.open(url, t),
         "completes-midway": await RawSocket.open(url, t),
@@ -90,6 +91,7 @@ async def population(url: str, staff_cookie: str, resume_from: int) -> dict[str,
     await sockets["legacy-after-replay"].start("r", AFTER, {"from": resume_from}, operation_name="Resume")
     await sockets["viewer-anonymous"].start("v", WITH_VIEWER)
     await sockets["viewer-staff"].start("v", WITH_VIEWER)
+    await sockets["viewer-other-staff"].start("v", WITH_VIEWER)
     await sockets["drafts-staff"].start("d", DRAFTS)
     await sockets["drafts-anonymous-refused"].start("d", DRAFTS)
     await sockets["completes-midway"].start("c", POST)
@@ -100,6 +102,10 @@ async def population(url: str, staff_cookie: str, resume_from: int) -> dict[str,
 async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
     staff = GraphQLHttp(paths_stack.http_url)
     staff.login(*STAFF)
+    paths_stack.manage("shell", "-c", CREATE_USER.format(username="other-staff", password="a-long-password-123",
+                                                         staff=True, perm=True))
+    other = GraphQLHttp(paths_stack.http_url)
+    other.login("other-staff", "a-long-password-123")
     # History for the `after` subscribers to replay (published before they subscribe).
     for k in range(3):
         staff.publish(staff.create_post(f"history {k}")[0])
@@ -113,7 +119,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
     nodes = {}
     for name in (PLAIN, SHARED):
         url = paths_stack.node(name).base_url.replace("http", "ws") + "/wsgraphql"
-        nodes[name] = await population(url, staff.cookie_header, resume_from)
+        nodes[name] = await population(url, staff.cookie_header, other.cookie_header, resume_from)
     try:
         await asyncio.sleep(1.0)  # every subscription registered with its node's hub
         titles = ["plain ascii", 'quotes " and \\ backslash', "unicode é ü 中文 🙂", "x" * 200,
@@ -145,7 +151,11 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         assert all('"type":"data"' in f for f in r["legacy"]) and len(r["legacy"]) == len(titles)
         assert len(r["two-ops-one-socket"]) == 2 * len(titles)
         assert len(r["variables-after-replay"]) == 2 + len(titles)  # exactly the replayed gap, then live
-        assert '"byViewer":true' in r["viewer-staff"][0] and '"byViewer":false' in r["viewer-anonymous"][0]
+        # Same document, three viewers, on the shared node too: nobody sees another's result.
+        for node in (PLAIN, SHARED):
+            got = received[node]
+            assert all('"byViewer":true' in f for f in got["viewer-staff"])  # the publisher
+            assert all('"byViewer":false' in f for f in got["viewer-other-staff"] + got["viewer-anonymous"])
         assert '"errors"' in r["drafts-anonymous-refused"][0] and "staff only" in r["drafts-anonymous-refused"][0]
         assert sum('"kind":"CREATED"' in f for f in r["drafts-staff"]) == len(titles)
         assert len(r["completes-midway"]) == titles.index("after complete")  # nothing after its complete

@@ -1,0 +1,37 @@
+"""A minimal ASGI app for tests/api/realtime/test_wire.py, run by a real Daphne: every message a
+client sends is a command to the connection's DaphneWire (no Django involved)."""
+
+import json
+
+from server.realtime.wire import WireMiddleware, frame_header, wire_of
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "websocket":
+        return
+    wire = wire_of(scope)
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        event = await receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        command = event.get("text", "")
+        if command == "probe":
+            await send({"type": "websocket.send", "text": json.dumps(
+                {"wire": wire is not None, "open": wire is not None and wire.is_open,
+                 "uncompressed": wire is not None and wire.uncompressed,
+                 "unsent": wire.unsent_bytes() if wire else None})})
+        elif command.startswith("write "):
+            # Interleave the ASGI path and direct writes: order must hold.
+            await send({"type": "websocket.send", "text": "via asgi"})
+            for text in command[6:].split(","):
+                payload = text.encode()
+                wire.write(frame_header(len(payload)) + payload)
+            await send({"type": "websocket.send", "text": "via asgi again"})
+        elif command.startswith("close "):
+            code, reason = command[6:].split(" ", 1)
+            wire.close(int(code), reason)
+
+
+application = WireMiddleware(app)
