@@ -71,7 +71,18 @@ async def test_messages_split_and_joined_anyhow_arrive_whole_and_in_order():
     for i in range(0, len(stream), 7):  # the worst case: 7 bytes per read
         client.data_received(stream[i:i + 7])
     assert await client.opened == "graphql-transport-ws"
-    assert texts == ['{"a":1}', "é" * 100, "x" * 70000, "fragment"]
+    assert texts == [b'{"a":1}', ("é" * 100).encode(), b"x" * 70000, b"fragment"]
+
+
+async def test_whole_frames_in_one_read_take_the_fast_path_and_others_do_not():
+    client, transport, texts, _ = await opened_client()
+    client.data_received(accept_for(transport.written[0]))
+    client.data_received(server_frame(1, b"short"))
+    client.data_received(server_frame(1, b"m" * 300))
+    client.data_received(server_frame(1, b"two") + server_frame(1, b"frames"))
+    client.data_received(server_frame(1, b"half")[:3])
+    client.data_received(server_frame(1, b"half")[3:])
+    assert texts == [b"short", b"m" * 300, b"two", b"frames", b"half"]
 
 
 async def test_ping_gets_a_masked_pong_with_its_payload_and_close_is_answered():

@@ -55,10 +55,11 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class ClientProtocol(asyncio.Protocol):
-    """One client WebSocket. `on_text(str)` is called for every text message, in order;
-    `on_close(code | None)` once, when the connection ends (None: no close frame, i.e. lost)."""
+    """One client WebSocket. `on_text(payload)` is called for every text message, in order, with
+    its UTF-8 bytes (undecoded: a JSON parser takes bytes); `on_close(code | None)` once, when the
+    connection ends (None: no close frame, i.e. lost)."""
 
-    def __init__(self, url: str, subprotocol: str, on_text: Callable[[str], None],
+    def __init__(self, url: str, subprotocol: str, on_text: Callable[[bytes], None],
                  on_close: Callable[[int | None], None], user_agent: str = "postwire-loadtest"):
         parts = urlsplit(url)
         self._request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -88,6 +89,17 @@ class ClientProtocol(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        # The common case, by far: one whole unfragmented text frame under 126 bytes' header form
+        # or with a 16-bit length, and nothing buffered.
+        if not self._buffer and not self._handshaking and self._fragments is None and len(data) > 2 \
+                and data[0] == 0x81:
+            length = data[1]
+            if length < 126 and len(data) == 2 + length:
+                self._on_text(data[2:])
+                return
+            if length == 126 and len(data) >= 4 and len(data) == 4 + ((data[2] << 8) | data[3]):
+                self._on_text(data[4:])
+                return
         buffer = self._buffer + data if self._buffer else data
         try:
             if self._handshaking:
@@ -95,9 +107,9 @@ class ClientProtocol(asyncio.Protocol):
                 if buffer is None:
                     return
             self._buffer = self._frames(buffer)
-        except (ProtocolError, HandshakeRefused, UnicodeDecodeError, ValueError) as exc:
+        except (ProtocolError, HandshakeRefused, ValueError) as exc:
             if not self.opened.done():
-                self.opened.set_exception(exc if not isinstance(exc, UnicodeDecodeError) else ProtocolError(str(exc)))
+                self.opened.set_exception(exc)
                 self.opened.exception()
             self._buffer = b""
             self.transport.abort()
@@ -163,7 +175,7 @@ class ClientProtocol(asyncio.Protocol):
             pos = end
             opcode = b0 & 0x0F
             if opcode == 1 and b0 & 0x80 and self._fragments is None:
-                self._on_text(payload.decode())  # the common case: one whole text message
+                self._on_text(payload)  # one whole text message
             elif opcode in (0, 1, 2):
                 self._fragment(opcode, payload, bool(b0 & 0x80))
             elif opcode == 9:
@@ -188,7 +200,7 @@ class ClientProtocol(asyncio.Protocol):
             raise ProtocolError("continuation frame outside a message")
         self._fragments.append(payload)
         if final:
-            text, self._fragments = b"".join(self._fragments).decode(), None
+            text, self._fragments = b"".join(self._fragments), None
             self._on_text(text)
 
     # --- sending ------------------------------------------------------------------------------

@@ -71,4 +71,4 @@ async def test_writes_to_a_closed_socket_are_refused_not_raised(daphne):
     class Protocol:
         STATE_OPEN, state, send_queue, transport = 3, 4, [], Transport()
 
-    assert wire.DaphneWire(Protocol()).write(b"\x81\x00") is False
+    assert wire.DaphneWire(Protocol()).write(b"\x81\x00") == 0

@@ -27,7 +27,7 @@ async def app(scope, receive, send):
             await send({"type": "websocket.send", "text": "via asgi"})
             for text in command[6:].split(","):
                 payload = text.encode()
-                wire.write(frame_header(len(payload)) + payload)
+                assert wire.write(frame_header(len(payload)) + payload, 1 << 20) == 1
             await send({"type": "websocket.send", "text": "via asgi again"})
         elif command.startswith("close "):
             code, reason = command[6:].split(" ", 1)

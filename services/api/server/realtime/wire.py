@@ -100,17 +100,23 @@ class DaphneWire:
             queued += sum(len(data) for data, _ in protocol.send_queue)
         return queued
 
-    def write(self, frame: bytes) -> bool:
-        """Write one complete pre-built frame; False if the socket is no longer open."""
+    def write(self, frame: bytes, max_unsent: int | None = None) -> int:
+        """Write one complete pre-built frame: 1 if written, 0 if the socket is no longer open,
+        -1 (nothing written) if it already holds more than `max_unsent` bytes it has not taken."""
         protocol = self.protocol
         transport = protocol.transport
         if (protocol.state != self._open_state or transport is None or not transport.connected
                 or transport.disconnecting):
-            return False
+            return 0
+        queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         if protocol.send_queue:  # autobahn's own queue (chopped or sync sends): keep behind it
+            if max_unsent is not None and queued + sum(len(d) for d, _ in protocol.send_queue) > max_unsent:
+                return -1
             protocol.sendData(frame)
-            return True
-        if not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            return 1
+        if max_unsent is not None and queued > max_unsent:
+            return -1
+        if not queued:
             # Nothing queued ahead: hand it to the kernel now, without arming the reactor.
             try:
                 sent = transport.socket.send(frame)
@@ -119,10 +125,10 @@ class DaphneWire:
             except OSError:
                 sent = 0  # a dead peer: Twisted's write path notices and closes it
             if sent == len(frame):
-                return True
+                return 1
             frame = frame[sent:]
         transport.write(frame)
-        return True
+        return 1
 
     def close(self, code: int, reason: str = "") -> None:
         """Close with a code and a reason the client can read (Daphne's own close drops the reason)."""
