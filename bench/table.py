@@ -145,8 +145,10 @@ def markdown(report: dict) -> str:
             failed = "none | -"
             if failing is not None:
                 top = list(failing["derived"]["cores_busy_publish_phase"].items())[:3] if _ok(failing) else []
+                idle = ((failing.get("results") or {}).get("load_generator") or {}).get("machine_idle_publish_phase")
                 failed = f"{failing['config'].get('rate', 1):g} | " + (
-                    ", ".join(f"{name} {cores:g}" for name, cores in top) or "-")
+                    ", ".join(f"{name} {cores:g}" for name, cores in top) or "-") + (
+                    f"; machine idle {idle:.0%}" if idle is not None else "")
             lines.append(f"| {fanout} | {n} | {k} | {capacity} | {failed} |")
 
     lines += [

@@ -25,7 +25,9 @@ def stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack")
     # Default hub timings: the periodic catch-up (30 s) is longer than any wait in these tests,
     # so every delivery they see is the live path.
-    with Stack(ws_nodes=3, api_nodes=2, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1]) as running:
+    # A short connection_init timeout, so the tests that wait for it do not wait long.
+    with Stack(ws_nodes=3, api_nodes=2, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1],
+               extra_env={"POSTWIRE_WS_CONNECTION_INIT_TIMEOUT": "2"}) as running:
         yield running
     if os.environ.get("KEEP_STACK_LOGS") is None:
         running.cleanup()

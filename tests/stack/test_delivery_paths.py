@@ -9,11 +9,13 @@ Clients connect to each node directly: the delivery engine is what is compared, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import urllib.request
 
 import pytest
+import websockets
 
 from devstack.stack import Stack
 from tests.stack.conftest import CREATE_USER, STAFF
@@ -23,6 +25,7 @@ pytestmark = pytest.mark.stack
 
 PLAIN, SHARED = "ws-1", "ws-2"
 STALL_LIMIT = 32 * 1024  # POSTWIRE_WS_MAX_UNSENT_BYTES on the shared node
+SEND_BUFFER = 16 * 1024  # and its kernel send buffer per socket: stalls show up in seconds
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,8 @@ def paths_stack(tmp_path_factory):
     with Stack(ws_nodes=2, api_nodes=1, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1],
                node_env={PLAIN: {"POSTWIRE_FANOUT": "hub"},
                          SHARED: {"POSTWIRE_FANOUT": "shared",
-                                  "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT)}}) as running:
+                                  "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT),
+                                  "POSTWIRE_WS_SEND_BUFFER_BYTES": str(SEND_BUFFER)}}) as running:
         yield running
     if os.environ.get("KEEP_STACK_LOGS") is None:
         running.cleanup()
@@ -208,3 +212,31 @@ async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_r
     finally:
         await stalled.close()
         await healthy.close()
+
+
+async def test_a_client_that_pings_without_reading_is_closed_not_buffered(paths_stack):
+    """Pongs to a client that never reads would pile up on the server like frames do: past the
+    same unsent-bytes limit the socket is closed (1008) instead of growing the node's memory."""
+    url = paths_stack.node(SHARED).base_url.replace("http", "ws") + "/wsgraphql"
+    closed_before = node_metric(paths_stack, SHARED, 'postwire_ws_closed_by_server_total{code="1008"}')
+    sock = await RawSocket.open(url, "graphql-transport-ws", receive_buffer=4096)
+    sock.pause()
+    try:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(1000):  # 20,000 pings, paced under the flood limit
+                for _ in range(20):
+                    await sock.ws.send('{"type": "ping"}')
+                await asyncio.sleep(0.005)
+        sock.resume()
+        async with asyncio.timeout(30):
+            await sock.ws.wait_closed()
+        assert len(sock.frames()) < 20_000  # cut off, not buffered to the end
+        # The close frame sits behind the pongs the client never read: it may not get through
+        # before the server gives up on the closing handshake and drops the connection.
+        if sock.ws.close_code != 1006:
+            assert (sock.ws.close_code, sock.ws.close_reason) == (1008, "Too slow: pings are not being read")
+        assert node_metric(paths_stack, SHARED, 'postwire_ws_closed_by_server_total{code="1008"}') == closed_before + 1
+        log = paths_stack.node(SHARED).process.log_path.read_text()
+        assert "1008 Too slow: pings are not being read" in log
+    finally:
+        await sock.close()

@@ -6,6 +6,7 @@ graphql-transport-ws and the legacy graphql-ws protocol. `/graphql` is accepted 
 served at /graphql, can subscribe on the same URL.
 """
 
+import datetime
 import gc
 import os
 
@@ -25,14 +26,21 @@ from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
 from server.realtime.wire import WireMiddleware  # noqa: E402
 from server.schema import ws_schema  # noqa: E402
 
+graphql_over_websocket = GraphQLConsumer.as_asgi(
+    schema=ws_schema,
+    connection_init_wait_timeout=datetime.timedelta(seconds=settings.WS_CONNECTION_INIT_TIMEOUT),
+    max_subscriptions_per_connection=settings.WS_MAX_SUBSCRIPTIONS,
+)
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # WireMiddleware first: it sees Daphne's own `send` and hands the hub this socket.
         "websocket": WireMiddleware(
-            AllowedHostsOriginValidator(
+            send_buffer=settings.WS_SEND_BUFFER_BYTES,
+            inner=AllowedHostsOriginValidator(
                 SessionAuthMiddleware(
-                    URLRouter([re_path(r"^(ws)?graphql/?$", GraphQLConsumer.as_asgi(schema=ws_schema))])
+                    URLRouter([re_path(r"^(ws)?graphql/?$", graphql_over_websocket)])
                 )
             )
         ),

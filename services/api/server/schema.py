@@ -48,8 +48,26 @@ DepthLimit = create_validator(max_depth=10, should_ignore=None)
 DOCUMENT_CACHE_SIZE = 1024
 
 
+class CachedParse(ParserCache):
+    """ParserCache that lets a syntax error reach the client as a GraphQL error.
+
+    ParserCache parses inside its `on_parse` hook, where strawberry's streaming path (every
+    WebSocket operation) does not catch the error: the operation would end in a bare `complete`
+    instead of the protocol's 4400 "Syntax Error: ...". On failure the document is left unset,
+    so strawberry parses it again itself, inside its own error handling."""
+
+    def on_parse(self):
+        try:
+            self.execution_context.graphql_document = self.cached_parse_document(
+                self.execution_context.query, **self.execution_context.parse_options
+            )
+        except GraphQLError:
+            pass
+        yield
+
+
 def _cached_documents() -> list:
-    return [lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
+    return [lambda: CachedParse(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
 
 
 class SubscriptionsNeedAWebSocket(ValidationRule):

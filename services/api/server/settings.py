@@ -203,9 +203,16 @@ HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
 # How often the hub checks that Redis still lists it in the group (lost on a Redis restart).
 HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)
 HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
+# A WebSocket that has not sent connection_init this many seconds after opening is closed (4408),
+# on both protocols; subscriptions (operations) one socket may hold at once.
+WS_CONNECTION_INIT_TIMEOUT = env.float("POSTWIRE_WS_CONNECTION_INIT_TIMEOUT", default=10.0)
+WS_MAX_SUBSCRIPTIONS = env.int("POSTWIRE_WS_MAX_SUBSCRIPTIONS", default=100)
 # A socket holding more unsent bytes than this is too slow: its subscriptions end with an error
 # telling the client to resubscribe with `after` (bounds a stalled reader's memory).
 WS_MAX_UNSENT_BYTES = env.int("POSTWIRE_WS_MAX_UNSENT_BYTES", default=512 * 1024)
+# SO_SNDBUF for each WebSocket (0: the kernel autotunes it, up to net.ipv4.tcp_wmem's maximum).
+# The unsent-bytes limit counts only what the kernel did not take, so this bounds the rest.
+WS_SEND_BUFFER_BYTES = env.int("POSTWIRE_WS_SEND_BUFFER_BYTES", default=0)
 # Python's cyclic GC thresholds for the Daphne role (see server/asgi.py); empty keeps Python's.
 _gc = env.str("POSTWIRE_WS_GC_THRESHOLDS", default="50000,20,100").replace(" ", "")
 if _gc and not re.fullmatch(r"\d+,\d+,\d+", _gc):

@@ -263,3 +263,36 @@ async def test_hub_survives_a_redis_restart_and_recovers_what_it_missed(settings
         await reader.stop()
         await hub.stop()
         redis.stop()
+
+
+@sync_to_async
+def stored_events(count: int, title: str = "many") -> list[Notification]:
+    import uuid
+
+    from django.utils import timezone
+
+    author, _ = User.objects.get_or_create(username="hub-author")
+    rows = PostEvent.objects.bulk_create(
+        PostEvent(kind="published", post_id=uuid.uuid4(), title=f"{title} {i}", published_at=timezone.now(),
+                  actor=author)
+        for i in range(count)
+    )
+    return [Notification.from_event(row) for row in rows]
+
+
+async def test_a_resume_longer_than_one_page_is_replayed_whole_and_in_order():
+    """`after` used to replay at most 1,000 events and then go live, silently skipping the rest."""
+    before = await stored_event("before the gap")
+    missed = await stored_events(Hub.REPLAY_PAGE * 2 + 5)
+    hub = make_hub()
+    reader = Reader(hub, after=before.seq)
+    try:
+        await reader.wait_for(len(missed), timeout=60)
+        assert [e.seq for e in reader.got] == [e.seq for e in missed]
+        live = await stored_event("live after the replay")
+        await send("default", live)
+        await reader.wait_for(len(missed) + 1)
+        assert reader.got[-1] == live
+    finally:
+        await reader.stop()
+        await hub.stop()

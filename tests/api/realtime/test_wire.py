@@ -48,6 +48,18 @@ async def test_daphne_hands_the_app_a_wire_that_writes_in_order(daphne):
         assert got == ["via asgi", "one", "two", "three", "via asgi again"]
 
 
+async def test_messages_read_but_not_taken_are_counted_with_their_bytes(daphne):
+    """What the consumer's flood limit reads: Daphne queues everything it reads, unbounded."""
+    async with websockets.connect(daphne, compression=None) as ws:
+        await ws.send("hold 1")
+        for n in range(5):
+            await ws.send(str(n) * 10_000)
+        report = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert report == {"waiting": [5, 50_000]}
+        await ws.send("hold 0")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"waiting": [0, 0]}
+
+
 async def test_a_close_carries_its_code_and_reason(daphne):
     async with websockets.connect(daphne, compression=None) as ws:
         await ws.send("close 4408 Connection initialisation timeout")

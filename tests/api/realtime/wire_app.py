@@ -1,6 +1,7 @@
 """A minimal ASGI app for tests/api/realtime/test_wire.py, run by a real Daphne: every message a
 client sends is a command to the connection's DaphneWire (no Django involved)."""
 
+import asyncio
 import json
 
 from server.realtime.wire import WireMiddleware, frame_header, wire_of
@@ -29,6 +30,10 @@ async def app(scope, receive, send):
                 payload = text.encode()
                 assert wire.write(frame_header(len(payload)) + payload, 1 << 20) == 1
             await send({"type": "websocket.send", "text": "via asgi again"})
+        elif command.startswith("hold "):
+            # Stop taking messages for a while, then report what queued up meanwhile.
+            await asyncio.sleep(float(command[5:]))
+            await send({"type": "websocket.send", "text": json.dumps({"waiting": wire.waiting()})})
         elif command.startswith("close "):
             code, reason = command[6:].split(" ", 1)
             wire.close(int(code), reason)

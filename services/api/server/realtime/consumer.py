@@ -8,11 +8,23 @@ receive and close every WebSocket. Without it, only the hub talks to Redis and s
 open through a Redis restart. The tutorial's per-socket mode (benchmark only) keeps the layer.
 """
 
+import json
+import logging
+
 from channels.consumer import get_handler_name
 from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 
+from server.realtime.metrics import WS_CLOSED_BY_SERVER
 from server.realtime.protocols import LegacyWSHandler, TransportWSHandler
+from server.realtime.wire import wire_of
+
+log = logging.getLogger(__name__)
+
+# What a socket may have read but not yet handled; a client that outpaces the server by more than
+# this is closed (1008) rather than buffered without bound.
+MAX_WAITING_MESSAGES = 200
+MAX_WAITING_BYTES = 1024 * 1024
 
 
 class GraphQLConsumer(GraphQLWSConsumer):
@@ -20,6 +32,45 @@ class GraphQLConsumer(GraphQLWSConsumer):
     graphql_ws_handler_class = LegacyWSHandler
     # get_channel_layer() returns None for an unknown alias: no per-socket channel.
     channel_layer_alias = "default" if settings.FANOUT_MODE == "per-socket" else "__no_layer_per_socket__"
+
+    closing = False
+
+    def decode_json(self, data):
+        # A deeply nested array raises RecursionError, which strawberry does not expect (its
+        # protocol task would die): report it as what it is to the client, invalid JSON for us.
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if self.run_task is not None and self.run_task.done():
+            return  # the protocol handler has ended (it closed the socket): nothing will read this
+        if self.closing:
+            return  # it is being closed: what was read before the close is dropped
+        wire = wire_of(self.scope)
+        count, size = wire.waiting() if wire is not None else (0, 0)
+        count += self.message_queue.qsize()
+        if count > MAX_WAITING_MESSAGES or size > MAX_WAITING_BYTES:
+            await self.close(code=1008, reason="Too many messages waiting: slow down")
+            return
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+
+    async def close(self, code=None, reason=None) -> None:
+        """Close with the reason too: Daphne turns a websocket.close message into a close frame
+        without its reason (and refuses codes autobahn reserves, such as 1002), so once the socket
+        is open the frame is written directly. Before accept, a close is a handshake refusal (403)."""
+        if self.closing:
+            return  # once is enough: more bad input may still be queued behind the first
+        self.closing = True
+        if code not in (None, True):
+            WS_CLOSED_BY_SERVER.labels(code=str(code)).inc()
+            log.info("closing a WebSocket from %s: %s %s", (self.scope.get("client") or ["?"])[0], code, reason or "")
+        wire = wire_of(self.scope)
+        if wire is not None and wire.is_open and code not in (None, True):
+            wire.close(code, reason or "")
+            return
+        await super().close(code=code, reason=reason)
 
     async def dispatch(self, message) -> None:
         """Channels' dispatch, minus `close_old_connections()` before every message.

@@ -92,13 +92,14 @@ class _Direct:
 
 
 class Hub:
+    REPLAY_PAGE = 1000  # events per database read when replaying `after` or catching up
     def __init__(
         self,
         *,
         group: str,
         decode: Callable[[dict[str, Any]], Event],
         latest_seq: Callable[[], Awaitable[int]],
-        events_after: Callable[[int, Iterable[str] | None], Awaitable[list[Event]]],
+        events_after: Callable[[int, Iterable[str] | None, int], Awaitable[list[Event]]],
         rejoin_seconds: float,
         catchup_seconds: float,
         queue_size: int,
@@ -157,7 +158,7 @@ class Hub:
             last = after
             if after is not None:
                 # Registered before querying, so nothing published meanwhile can fall between.
-                for event in await self._events_after(after, subscriber.kinds):
+                async for event in self._stored_after(after, subscriber.kinds):
                     replayed.add(event.seq)
                     last = event.seq
                     yield event
@@ -187,7 +188,7 @@ class Hub:
             self._ensure_running()
             last = after
             if after is not None:
-                for event in await self._events_after(after, kinds):
+                async for event in self._stored_after(after, kinds):
                     sub.replayed.add(event.seq)
                     last = event.seq
                     yield event
@@ -210,6 +211,16 @@ class Hub:
                 del self._shapes[target.key]
                 metrics.SHARED_SHAPES.dec()
             metrics.LIVE_SUBSCRIPTIONS.dec()
+
+    async def _stored_after(self, seq: int, kinds: Iterable[str] | None) -> AsyncIterator[Event]:
+        """Every stored event after `seq`, oldest first, however many: read page by page."""
+        while True:
+            page = await self._events_after(seq, kinds, self.REPLAY_PAGE)
+            for event in page:
+                yield event
+            if len(page) < self.REPLAY_PAGE:
+                return
+            seq = page[-1].seq
 
     @staticmethod
     def _skips(sub: _Direct, seq: int) -> bool:
@@ -398,8 +409,7 @@ class Hub:
         async with self._catchup_lock:
             if self._high_seq is None:
                 return
-            missed = await self._events_after(self._high_seq, None)
-            for event in missed:
+            async for event in self._stored_after(self._high_seq, None):
                 if event.seq not in self._recent:
                     metrics.HUB_CAUGHT_UP.inc()
                 async with self._delivery_lock:

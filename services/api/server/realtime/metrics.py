@@ -23,3 +23,9 @@ SHARED_SHAPES = Gauge(
     "written by the hub on this node",
     multiprocess_mode="livesum",
 )
+WS_CLOSED_BY_SERVER = Counter(
+    "postwire_ws_closed_by_server",
+    "WebSockets this node closed itself, by close code (4400 invalid message, 4408 no connection_init, "
+    "1008 flooding or not reading, ...)",
+    ["code"],
+)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import socket
 import struct
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,16 @@ class DaphneWire:
             queued += sum(len(data) for data, _ in protocol.send_queue)
         return queued
 
+    def waiting(self) -> tuple[int, int]:
+        """Messages (and their bytes) Daphne has read from this socket that the application has
+        not taken yet. Daphne reads without flow control into an unbounded queue, so this is what
+        a flooding client grows."""
+        queue = self.protocol.application_queue
+        count = queue.qsize()
+        if count == 0:
+            return 0, 0
+        return count, sum(len(m.get("text") or m.get("bytes") or b"") for m in queue._queue)
+
     def write(self, frame: bytes, max_unsent: int | None = None) -> int:
         """Write one complete pre-built frame: 1 if written, 0 if the socket is no longer open,
         -1 (nothing written) if it already holds more than `max_unsent` bytes it has not taken."""
@@ -158,8 +169,9 @@ class WireMiddleware:
     """Outermost WebSocket middleware: puts this connection's `DaphneWire` in the scope, when there
     is one, for the hub to write to (`scope["postwire.wire"]`)."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, send_buffer: int = 0) -> None:
         self.inner = inner
+        self.send_buffer = send_buffer
         self.reason = check_supported()
         if self.reason is not None:
             log.warning("direct frame writes are off (%s): subscribers get the plain path", self.reason)
@@ -168,6 +180,14 @@ class WireMiddleware:
         if self.reason is None and scope.get("type") == "websocket":
             protocol = _daphne_protocol(send)
             if protocol is not None:
+                # autobahn drops the TCP connection on a protocol violation (an over-size frame,
+                # say) unless told to close it properly: then the client reads 1009 and why.
+                protocol.failByDrop = False
+                if self.send_buffer:
+                    # A fixed kernel send buffer instead of Linux's autotuned one (up to 4 MiB on
+                    # loopback): what a stalled reader pins in the kernel, before the unsent-bytes
+                    # limit (which sees only what the kernel refused) takes over.
+                    protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
                 scope = dict(scope)
                 scope[SCOPE_KEY] = DaphneWire(protocol)
         return await self.inner(scope, receive, send)

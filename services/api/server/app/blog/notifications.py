@@ -80,7 +80,7 @@ def latest_seq() -> int:
 
 @database_sync_to_async
 def events_after(seq: int, kinds: Iterable[str] | None = None, limit: int = 1000) -> list[Notification]:
-    """Everything stored after `seq` (the gap a subscriber or a hub missed), oldest first."""
+    """Up to `limit` events stored after `seq`, oldest first (the hub reads a longer gap page by page)."""
     rows = PostEvent.objects.filter(seq__gt=seq).order_by("seq")
     if kinds is not None:
         rows = rows.filter(kind__in=list(kinds))
