@@ -163,6 +163,18 @@ class Stack:
         process = Process(name, argv, log_dir=self.run_dir, env=env).start()
         return Node(name, port, process)
 
+    @property
+    def nginx_temp(self) -> Path:
+        """nginx's pid and request-body temp files. Run as root, nginx's workers are `nobody`, who
+        cannot enter a private run directory (pytest's are 0700): a request body over 64 KiB then
+        failed with 500. So root gets a directory of its own under /tmp that nobody can reach."""
+        if os.geteuid() != 0:
+            return self.run_dir / "nginx"
+        if getattr(self, "_nginx_temp", None) is None:
+            self._nginx_temp = Path(tempfile.mkdtemp(prefix="postwire-nginx-"))
+            self._nginx_temp.chmod(0o755)
+        return self._nginx_temp
+
     def nginx_conf(self) -> str:
         env = dict(os.environ)
         env.update(
@@ -170,7 +182,7 @@ class Stack:
             POSTWIRE_API_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.api),
             POSTWIRE_WS_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.ws),
             POSTWIRE_RESOLVER="",
-            NGINX_RUN_DIR=str(self.run_dir / "nginx"),
+            NGINX_RUN_DIR=str(self.nginx_temp),
             NGINX_ACCESS_LOG=str(self.run_dir / "nginx-access.log"),
             NGINX_ERROR_LOG=str(self.run_dir / "nginx-error.log"),
             NGINX_WORKER_PROCESSES=str(self.nginx_workers),
@@ -205,6 +217,8 @@ class Stack:
             self.redis.stop()
         if self.postgres:
             self.postgres.stop()
+        if getattr(self, "_nginx_temp", None) is not None:
+            shutil.rmtree(self._nginx_temp, ignore_errors=True)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -55,7 +55,7 @@ subscription Aliased { n: postNotify { ...Head when: publishAt } other: __typena
 fragment Head on PostNotification { key: id seq t: title }
 subscription Unused { postNotify { seq } }
 """
-AFTER = "subscription Resume($from: Int) { postNotify(after: $from) { seq title } }"
+AFTER = "subscription Resume($from: Seq) { postNotify(after: $from) { seq title } }"
 DRAFTS = "subscription { draftActivity { seq kind postId title byViewer } }"
 
 

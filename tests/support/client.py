@@ -31,7 +31,7 @@ mutation($id: ID!) {
   }
 }"""
 
-POST_NOTIFY = "subscription($after: Int) { postNotify(after: $after) { id title publishAt seq } }"
+POST_NOTIFY = "subscription($after: Seq) { postNotify(after: $after) { id title publishAt seq } }"
 DRAFT_ACTIVITY = "subscription { draftActivity { seq kind postId title } }"
 
 

@@ -7,9 +7,17 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 from django.conf import settings
-from graphql import GraphQLError, OperationType, ValidationRule
-from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
-from strawberry.extensions.query_depth_limiter import create_validator
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    NoSchemaIntrospectionCustomRule,
+    OperationType,
+    ValidationRule,
+)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.tools import merge_types
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
@@ -41,11 +49,45 @@ query = merge_types("Query", (ServerQuery, auth_queries.Query, blog_queries.Quer
 mutation = merge_types("Mutation", (auth_mutations.Mutation, blog_mutations.Mutation))
 subscription = merge_types("Subscription", (ServerSubscription, blog_subscriptions.Subscription))
 
-# One rule class for the process (QueryDepthLimiter would build a new one per request), so that
-# validation results can be cached: clients send the same few documents over and over, and
-# validating a subscription cost more than anything else in a WebSocket's connect (profiled).
-DepthLimit = create_validator(max_depth=10, should_ignore=None)
 DOCUMENT_CACHE_SIZE = 1024
+
+
+class RootFieldLimit(ValidationRule):
+    """At most GRAPHQL_MAX_ROOT_FIELDS fields at the top of an operation, fragments included: each
+    root field is a separate resolver (and, for lists, a separate query)."""
+
+    def enter_operation_definition(self, node, *_args):
+        count = self._count(node.selection_set, set())
+        if count > settings.GRAPHQL_MAX_ROOT_FIELDS:
+            self.report_error(GraphQLError(
+                f"{count} root fields requested. Allowed: {settings.GRAPHQL_MAX_ROOT_FIELDS}", node))
+
+    def _count(self, selection_set, seen: set) -> int:
+        count = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                count += 1
+            elif isinstance(selection, InlineFragmentNode):
+                count += self._count(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                seen.add(selection.name.value)
+                fragment = self.context.get_fragment(selection.name.value)
+                if fragment is not None:
+                    count += self._count(fragment.selection_set, seen)
+        return count
+
+
+# Rule classes built once for the process (strawberry's QueryDepthLimiter and MaxAliasesLimiter
+# build new ones per request), so that validation results can be cached: clients send the same
+# few documents over and over, and validating a subscription cost more than anything else in a
+# WebSocket's connect (profiled). Introspection's own depth is bounded by graphql-core's
+# MaxIntrospectionDepthRule, one of the rules every document is validated with.
+LIMITS = [
+    query_depth_limiter.create_validator(max_depth=settings.GRAPHQL_MAX_DEPTH, should_ignore=None),
+    max_aliases.create_validator(settings.GRAPHQL_MAX_ALIASES),
+    RootFieldLimit,
+    *([] if settings.GRAPHQL_INTROSPECTION else [NoSchemaIntrospectionCustomRule]),
+]
 
 
 class CachedParse(ParserCache):
@@ -67,7 +109,9 @@ class CachedParse(ParserCache):
 
 
 def _cached_documents() -> list:
-    return [lambda: CachedParse(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
+    # The token limit is a parse option, so it is part of the parse cache's key.
+    return [lambda: MaxTokensLimiter(settings.GRAPHQL_MAX_TOKENS),
+            lambda: CachedParse(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
 
 
 class SubscriptionsNeedAWebSocket(ValidationRule):
@@ -88,12 +132,12 @@ schema = strawberry.Schema(
     mutation=mutation,
     subscription=subscription,
     extensions=[
-        lambda: AddValidationRules([DepthLimit, SubscriptionsNeedAWebSocket]),
+        lambda: AddValidationRules([*LIMITS, SubscriptionsNeedAWebSocket]),
         DjangoOptimizerExtension,
         *_cached_documents(),
     ],
 )
 ws_schema = strawberry.Schema(
     query=ServerQuery, subscription=subscription,
-    extensions=[lambda: AddValidationRules([DepthLimit]), *_cached_documents()],
+    extensions=[lambda: AddValidationRules(LIMITS), *_cached_documents()],
 )

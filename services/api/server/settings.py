@@ -146,6 +146,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_MAX_BODY_BYTES", default=1024 * 10
 
 # --- GraphQL ---------------------------------------------------------------------------------
 GRAPHIQL_ENABLED = env.bool("GRAPHIQL_ENABLED", default=DEVELOPMENT)
+# Introspection (`__schema`, `__type`) is what GraphiQL runs first, so it follows GraphiQL.
+GRAPHQL_INTROSPECTION = env.bool("POSTWIRE_GRAPHQL_INTROSPECTION", default=GRAPHIQL_ENABLED)
+if GRAPHIQL_ENABLED and not GRAPHQL_INTROSPECTION:
+    raise ImproperlyConfigured("GRAPHIQL_ENABLED needs POSTWIRE_GRAPHQL_INTROSPECTION: GraphiQL introspects the schema")
+# Cost limits on every document, over HTTP and WebSocket. Each refusal is a GraphQL error naming
+# the limit (over graphql-transport-ws a refused subscription closes with 4400 and that text).
+GRAPHQL_MAX_DEPTH = env.int("POSTWIRE_GRAPHQL_MAX_DEPTH", default=10)
+GRAPHQL_MAX_ALIASES = env.int("POSTWIRE_GRAPHQL_MAX_ALIASES", default=15)
+GRAPHQL_MAX_ROOT_FIELDS = env.int("POSTWIRE_GRAPHQL_MAX_ROOT_FIELDS", default=10)
+GRAPHQL_MAX_TOKENS = env.int("POSTWIRE_GRAPHQL_MAX_TOKENS", default=2000)
 STRAWBERRY_DJANGO = {"MUTATIONS_DEFAULT_HANDLE_ERRORS": True}
 
 # --- Channel layer and fan-out ---------------------------------------------------------------
@@ -203,6 +213,11 @@ HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
 # How often the hub checks that Redis still lists it in the group (lost on a Redis restart).
 HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)
 HUB_SUBSCRIBER_QUEUE = env.int("POSTWIRE_HUB_SUBSCRIBER_QUEUE", default=1000)
+# Days of PostEvent history `manage.py prune_events` keeps: how long a client may stay away and
+# still resume with `after` (older resumes are told to refetch).
+EVENT_RETENTION_DAYS = env.int("POSTWIRE_EVENT_RETENTION_DAYS", default=7)
+if EVENT_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"POSTWIRE_EVENT_RETENTION_DAYS must be at least 1, not {EVENT_RETENTION_DAYS}")
 # A WebSocket that has not sent connection_init this many seconds after opening is closed (4408),
 # on both protocols; subscriptions (operations) one socket may hold at once.
 WS_CONNECTION_INIT_TIMEOUT = env.float("POSTWIRE_WS_CONNECTION_INIT_TIMEOUT", default=10.0)

@@ -6,6 +6,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import ensure_csrf_cookie
 from strawberry.django.views import GraphQLView
 
+from server import json_input
 from server.schema import schema
 
 
@@ -24,7 +25,12 @@ def csrf(request):
     return JsonResponse({"csrfToken": get_token(request)})
 
 
-graphql_view = GraphQLView.as_view(schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL_ENABLED else None)
+class PostwireGraphQLView(GraphQLView):
+    def decode_json(self, data):
+        return json_input.loads(data)  # a deeply nested body is a 400, not a 500
+
+
+graphql_view = PostwireGraphQLView.as_view(schema=schema, graphql_ide="graphiql" if settings.GRAPHIQL_ENABLED else None)
 
 urlpatterns = [
     # GraphiQL reads the csrftoken cookie; ensure_csrf_cookie makes sure it has one.

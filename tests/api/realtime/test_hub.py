@@ -11,7 +11,7 @@ from devstack.backing import Redis
 from server.app.blog import notifications
 from server.app.blog.models import PostEvent
 from server.app.blog.notifications import Notification
-from server.realtime.hub import Hub, SubscriberTooSlow
+from server.realtime.hub import EventsNotRetained, Hub, SubscriberTooSlow
 from tests.support.queries import count_all_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -293,6 +293,70 @@ async def test_a_resume_longer_than_one_page_is_replayed_whole_and_in_order():
         await send("default", live)
         await reader.wait_for(len(missed) + 1)
         assert reader.got[-1] == live
+    finally:
+        await reader.stop()
+        await hub.stop()
+
+
+REFETCH = ("Events after seq {after} are no longer retained (oldest kept: {oldest}): refetch the posts, "
+           "then subscribe without after")
+
+
+@sync_to_async
+def prune_through(seq: int) -> None:
+    """What prune_events leaves behind: everything up to `seq` deleted."""
+    PostEvent.objects.filter(seq__lte=seq).delete()
+
+
+class StubTarget:
+    """Enough of a DirectTarget for the hub to take the direct path (the refusal comes before
+    anything would be written)."""
+
+    key, wire, protocol, encoded_id = "stub", None, "graphql-transport-ws", b'"1"'
+
+    def make_shape(self, kinds):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(kinds=kinds, subscribers={}, delivered=None)
+
+
+@pytest.mark.parametrize("path", ["plain", "direct"])
+async def test_a_resume_from_before_the_retained_events_is_refused_on_both_paths(path):
+    seen = await stored_event("seen by the client")
+    pruned = await stored_event("pruned while it was away")
+    kept = await stored_event("kept")
+    await prune_through(pruned.seq)
+    hub = make_hub()
+    target = StubTarget() if path == "direct" else None
+    try:
+        with pytest.raises(EventsNotRetained) as refused:
+            async for _ in hub.stream({"published"}, after=seen.seq, target=target):
+                pytest.fail("nothing may be replayed from a resume with a hole in it")
+        assert str(refused.value) == REFETCH.format(after=seen.seq, oldest=kept.seq)
+        # Resuming from the last pruned event (or later) is still exact.
+        stream = hub.stream({"published"}, after=pruned.seq, target=target)
+        assert await stream.__anext__() == kept
+        await stream.aclose()
+    finally:
+        await hub.stop()
+
+
+async def test_the_hub_catches_up_past_pruned_events_with_a_warning(caplog):
+    baseline = await stored_event("baseline")
+    hub = make_hub()
+    (reader,) = await running(hub)
+    try:
+        lost = await stored_event("pruned before the hub caught up")
+        survivor, live = await stored_event("still stored"), await stored_event("live")
+        await prune_through(lost.seq)
+        await send("default", live)  # a gap after baseline: the hub catches up, and finds a hole
+        await reader.wait_for(2)
+        assert reader.got == [survivor, live] and reader.error is None
+        assert f"events after seq {baseline.seq} were pruned" in caplog.text
+        later = await stored_event("later")
+        await send("default", later)
+        await reader.wait_for(3)
+        assert reader.got[-1] == later  # still connected, still delivering
     finally:
         await reader.stop()
         await hub.stop()

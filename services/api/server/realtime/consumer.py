@@ -8,13 +8,13 @@ receive and close every WebSocket. Without it, only the hub talks to Redis and s
 open through a Redis restart. The tutorial's per-socket mode (benchmark only) keeps the layer.
 """
 
-import json
 import logging
 
 from channels.consumer import get_handler_name
 from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 
+from server import json_input
 from server.realtime.metrics import WS_CLOSED_BY_SERVER
 from server.realtime.protocols import LegacyWSHandler, TransportWSHandler
 from server.realtime.wire import wire_of
@@ -36,12 +36,7 @@ class GraphQLConsumer(GraphQLWSConsumer):
     closing = False
 
     def decode_json(self, data):
-        # A deeply nested array raises RecursionError, which strawberry does not expect (its
-        # protocol task would die): report it as what it is to the client, invalid JSON for us.
-        try:
-            return json.loads(data)
-        except RecursionError:
-            raise json.JSONDecodeError("nested too deeply", "", 0) from None
+        return json_input.loads(data)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.run_task is not None and self.run_task.done():

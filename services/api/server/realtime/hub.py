@@ -56,6 +56,16 @@ class SubscriberTooSlow(Exception):
         super().__init__(f"subscriber {behind}; resubscribe with {resume}")
 
 
+class EventsNotRetained(Exception):
+    """Some event after `after` has been pruned (manage.py prune_events): a resume from there
+    cannot be exact, so it is refused rather than silently skipping what is gone."""
+
+    def __init__(self, after: int, oldest: int) -> None:
+        self.after, self.oldest = after, oldest
+        super().__init__(f"Events after seq {after} are no longer retained (oldest kept: {oldest}): "
+                         "refetch the posts, then subscribe without after")
+
+
 class DirectTarget(Protocol):
     """Where and how the hub writes one subscriber's frames (built by server.realtime.shared)."""
 
@@ -213,7 +223,9 @@ class Hub:
             metrics.LIVE_SUBSCRIPTIONS.dec()
 
     async def _stored_after(self, seq: int, kinds: Iterable[str] | None) -> AsyncIterator[Event]:
-        """Every stored event after `seq`, oldest first, however many: read page by page."""
+        """Every stored event after `seq`, oldest first, however many: read page by page.
+        Raises EventsNotRetained (from `events_after`) if some of them were pruned: for a
+        subscriber, that ends its subscription with the error, through strawberry."""
         while True:
             page = await self._events_after(seq, kinds, self.REPLAY_PAGE)
             for event in page:
@@ -409,8 +421,19 @@ class Hub:
         async with self._catchup_lock:
             if self._high_seq is None:
                 return
-            async for event in self._stored_after(self._high_seq, None):
-                if event.seq not in self._recent:
-                    metrics.HUB_CAUGHT_UP.inc()
-                async with self._delivery_lock:
-                    await self._deliver(event)
+            after = self._high_seq
+            while True:
+                try:
+                    async for event in self._stored_after(after, None):
+                        if event.seq not in self._recent:
+                            metrics.HUB_CAUGHT_UP.inc()
+                        async with self._delivery_lock:
+                            await self._deliver(event)
+                    return
+                except EventsNotRetained as gone:
+                    # Away for longer than the retention: nobody can deliver what was pruned,
+                    # and raising would only make _run reconnect and hit it again. Deliver
+                    # what is still stored.
+                    log.warning("hub %s: events after seq %s were pruned before it caught up (oldest "
+                                "kept: %s); its subscribers miss them", self.group, gone.after, gone.oldest)
+                    after = gone.oldest - 1

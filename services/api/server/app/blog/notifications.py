@@ -22,7 +22,7 @@ from django.db import transaction
 
 from server.app.blog.models import PostEvent
 from server.realtime import publish
-from server.realtime.hub import Hub
+from server.realtime.hub import EventsNotRetained, Hub
 
 MESSAGE_TYPE = "post.event"  # the channel-layer message "type" (a consumer would route on it)
 
@@ -80,11 +80,25 @@ def latest_seq() -> int:
 
 @database_sync_to_async
 def events_after(seq: int, kinds: Iterable[str] | None = None, limit: int = 1000) -> list[Notification]:
-    """Up to `limit` events stored after `seq`, oldest first (the hub reads a longer gap page by page)."""
+    """Up to `limit` events stored after `seq`, oldest first (the hub reads a longer gap page by page).
+
+    Raises EventsNotRetained if an event after `seq` may have been pruned: the oldest stored
+    event is not `seq + 1` or earlier. (A seq rolled back just below the oldest stored event
+    makes this refuse a resume that was in fact complete; it never lets a pruned event pass.)"""
     rows = PostEvent.objects.filter(seq__gt=seq).order_by("seq")
     if kinds is not None:
         rows = rows.filter(kind__in=list(kinds))
-    return [Notification.from_event(row) for row in rows[:limit]]
+    page = [Notification.from_event(row) for row in rows[:limit]]
+    # Checked after reading the page: prune_events deletes from the lowest seq up, so if nothing
+    # after `seq` is gone now, nothing was gone when the page was read either.
+    oldest = oldest_seq()
+    if oldest is not None and seq < oldest - 1:
+        raise EventsNotRetained(seq, oldest)
+    return page
+
+
+def oldest_seq() -> int | None:
+    return PostEvent.objects.order_by("seq").values_list("seq", flat=True).first()
 
 
 @functools.cache

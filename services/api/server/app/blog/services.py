@@ -7,14 +7,16 @@ own declarative guards on top).
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from server.app.blog.models import Post, PostEvent
-from server.app.blog.notifications import broadcast_on_commit
+from server.app.blog.notifications import broadcast_on_commit, oldest_seq
 
 
 def visible_posts(user):
@@ -93,3 +95,30 @@ def post_publish(*, post_id: uuid.UUID, user) -> Post:
     post.save(update_fields=["published", "published_at", "updated_at"])
     _record(PostEvent.Kind.PUBLISHED, post, user)
     return post
+
+
+def prune_events(*, older_than: datetime.datetime, batch_size: int = 10_000) -> tuple[int, int | None]:
+    """Delete PostEvents created before `older_than`, lowest seq first, `batch_size` rows per
+    statement (each its own short transaction). Returns (rows deleted, oldest seq kept).
+
+    The newest event is always kept, so that latest_seq() (where a hub starts) and the refusal
+    of a resume from before the oldest kept event keep working when nothing new is written.
+    (Deleted seqs are never handed out again whatever is kept: `seq` is a PostgreSQL identity
+    column, whose sequence only moves forward.)
+    """
+    newest = PostEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    if newest is None:
+        return 0, None
+    # The cut is a seq, not a time: created_at is stamped before the row gets its seq, so two
+    # concurrent writes can have them in opposite orders. Deleting every seq up to the cut, lowest
+    # first, means that at any moment what is stored is everything above some seq: the property
+    # events_after relies on to tell a complete resume from one with pruned events in it.
+    cut = PostEvent.objects.filter(created_at__lt=older_than, seq__lt=newest).aggregate(cut=Max("seq"))["cut"]
+    deleted = 0
+    while cut is not None:
+        batch = PostEvent.objects.filter(seq__lte=cut).order_by("seq").values("seq")[:batch_size]
+        count, _ = PostEvent.objects.filter(seq__in=batch).delete()
+        deleted += count
+        if count < batch_size:
+            break
+    return deleted, oldest_seq()

@@ -4,7 +4,8 @@ session user (from AuthMiddlewareStack) is in its scope.
 Each resolver checks what it must at subscribe time, then streams events as GraphQL objects.
 Under Daphne (POSTWIRE_FANOUT=shared) the hub writes live frames itself, executing each event
 once per distinct subscription (server.realtime.shared); what still passes through here is the
-replay of `after` and the error that ends a subscriber too slow to keep up.
+replay of `after` and the errors that end a subscription: a subscriber too slow to keep up, or
+one resuming from before the oldest retained event (server.realtime.hub.EventsNotRetained).
 """
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -15,7 +16,7 @@ from django.core.exceptions import PermissionDenied
 from strawberry.types import Info
 
 from server.app.blog import per_socket
-from server.app.blog.graph.types import DraftActivity, PostNotification
+from server.app.blog.graph.types import DraftActivity, PostNotification, Seq
 from server.app.blog.models import PostEvent
 from server.app.blog.notifications import Notification, get_hub
 from server.realtime import shared
@@ -40,13 +41,16 @@ async def _events(info: Info, kinds, after: int | None, to_source: Callable[[Not
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="A post was published. `after`: replay from that seq first.")
-    async def post_notify(self, info: Info, after: int | None = None) -> AsyncGenerator[PostNotification, None]:
+    @strawberry.subscription(
+        description="A post was published. `after`: replay from that seq first (an error asks you to "
+        "refetch if events after it are no longer retained)."
+    )
+    async def post_notify(self, info: Info, after: Seq | None = None) -> AsyncGenerator[PostNotification, None]:
         async for n in _events(info, {PostEvent.Kind.PUBLISHED}, after, PostNotification.from_notification):
             yield n
 
     @strawberry.subscription(description="Every change to every post, drafts included. Staff only.")
-    async def draft_activity(self, info: Info, after: int | None = None) -> AsyncGenerator[DraftActivity, None]:
+    async def draft_activity(self, info: Info, after: Seq | None = None) -> AsyncGenerator[DraftActivity, None]:
         user = info.context["ws"].scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff:
             raise PermissionDenied(

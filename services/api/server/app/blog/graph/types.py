@@ -1,6 +1,8 @@
 import datetime
 import enum
 import uuid
+import warnings
+from typing import NewType
 
 import strawberry
 import strawberry_django
@@ -9,6 +11,38 @@ from strawberry import auto, relay
 from server.app.blog import models, services
 from server.app.blog.notifications import Notification
 from server.realtime.shared import viewer, viewer_dependent
+
+
+# PostgreSQL's bigint, the type of PostEvent.seq (a larger `after` would be a database error).
+SEQ_MAX = 2**63 - 1
+
+
+def parse_seq(value: object) -> int:
+    """A client's `after`: an integer as JSON or GraphQL writes it (no strings, floats or booleans,
+    which Python would otherwise take for numbers), in the column's range."""
+    if type(value) is not int or not 0 <= value <= SEQ_MAX:
+        raise ValueError(f"a Seq is an integer from 0 to {SEQ_MAX}, not {value!r}")
+    return value
+
+
+# GraphQL's Int is 32-bit: graphql-core refuses to serialize a seq above 2**31 - 1, which a busy
+# service reaches. Seq is still a JSON number, so clients' frames and arithmetic are unchanged.
+# (The class form of strawberry.scalar is deprecated in favour of StrawberryConfig.scalar_map,
+# which both Schema() calls in server/schema.py would have to pass; until they do, this form
+# keeps the type self-contained, and its warning is silenced here only.)
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Passing a class to strawberry.scalar", DeprecationWarning)
+    Seq = strawberry.scalar(
+        NewType("Seq", int),
+        name="Seq",
+        description=(
+            "An event sequence number: an integer up to 2^63 - 1, sent as a JSON number. "
+            "JavaScript numbers are exact up to 2^53 (Number.MAX_SAFE_INTEGER), far beyond any "
+            "sequence number this service will reach; GraphQL's Int would stop at 2^31 - 1."
+        ),
+        serialize=int,
+        parse_value=parse_seq,
+    )
 
 
 @strawberry_django.filter_type(models.Post)
@@ -63,7 +97,7 @@ class PostNotification(relay.Node):
     id: relay.NodeID[uuid.UUID]
     title: str
     publish_at: datetime.datetime
-    seq: int = strawberry.field(description="Sequence number; resubscribe with `after` to get the gap.")
+    seq: Seq = strawberry.field(description="Sequence number; resubscribe with `after` to get the gap.")
     actor_id: strawberry.Private[int | None] = None
 
     @viewer_dependent(description="Whether the viewer published this post.")
@@ -92,7 +126,7 @@ class DraftActivityKind(enum.Enum):
 class DraftActivity:
     """Staff-only feed of everything that happens to posts, drafts included."""
 
-    seq: int
+    seq: Seq
     kind: DraftActivityKind
     post_id: relay.GlobalID
     title: str
