@@ -103,6 +103,7 @@ class _Direct:
 
 class Hub:
     REPLAY_PAGE = 1000  # events per database read when replaying `after` or catching up
+
     def __init__(
         self,
         *,
