@@ -5,7 +5,8 @@
 # Usage:  sudo bash .ci/base-images.sh [--force] [--refresh-base]
 #   --force         rebuild every stand-in even if its tag exists
 #   --refresh-base  also re-run debootstrap (implies --force)
-# Env:    POSTWIRE_DEBIAN_MIRROR (default http://deb.debian.org/debian)
+# Env:    POSTWIRE_DEBIAN_MIRROR, POSTWIRE_DEBIAN_SECURITY_MIRROR (default: this machine's
+#         own apt sources, /etc/apt/sources.list{,.d/*})
 #
 # Produces (and writes them to /var/cache/postwire/images.env):
 #   localhost/postwire-base/debian:bookworm           plain minbase rootfs (docker import)
@@ -32,7 +33,29 @@ CACHE=/var/cache/postwire
 WORK=$CACHE/work
 APT_DEBS=$CACHE/apt/archives
 BASE_TAR=$CACHE/debian-bookworm-minbase.tar.gz
-MIRROR=${POSTWIRE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The machine's own Debian mirror (its apt sources), so nothing here names a package host.
+# $1: "main" (the suite bookworm) or "security" (bookworm-security).
+apt_source_uri() {
+  local want=$1
+  {
+    # deb822 (.sources): one stanza per blank-line-separated block
+    awk -v want="$want" '
+      /^URIs:/ { uri = $2 } /^Suites:/ { suites = $0 }
+      /^[[:space:]]*$/ { if (uri != "") emit(); uri = ""; suites = "" }
+      END { if (uri != "") emit() }
+      function emit() {
+        if (want == "security" && suites ~ /-security/) { print uri }
+        if (want == "main" && suites ~ /[: ]bookworm( |$)/) { print uri }
+      }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    # one-line format (.list)
+    awk -v want="$want" '$1 == "deb" {
+        for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { uri = $i; suite = $(i + 1); break }
+        if ((want == "security") == (suite ~ /-security/)) print uri
+      }' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | head -n 1
+}
+MIRROR=${POSTWIRE_DEBIAN_MIRROR:-$(apt_source_uri main)}
+SECURITY_MIRROR=${POSTWIRE_DEBIAN_SECURITY_MIRROR:-$(apt_source_uri security)}
 REPO=localhost/postwire-base
 BASE_IMAGE=$REPO/debian:bookworm
 
@@ -62,6 +85,8 @@ done
 
 say() { echo "[base-images] $*" >&2; }
 die() { echo "[base-images] ERROR: $*" >&2; exit 1; }
+[[ -n $MIRROR && -n $SECURITY_MIRROR ]] ||
+  die "no Debian mirror found in this machine's apt sources; set POSTWIRE_DEBIAN_MIRROR and POSTWIRE_DEBIAN_SECURITY_MIRROR"
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, chroot)"
 
 T0=$SECONDS
@@ -136,7 +161,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: ${MIRROR%/debian}/debian-security
+URIs: $SECURITY_MIRROR
 Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

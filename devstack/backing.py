@@ -93,11 +93,20 @@ class Postgres:
             self.process.stop(sig=signal.SIGINT, timeout=20)
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Fast shutdown and start again on the same data and port (every session is cut)."""
+        self.process.stop(sig=signal.SIGINT, timeout=20)
+        time.sleep(down_seconds)
+        self.process.start()
+        self.process.wait_for_port(self.port, timeout=60)
+        self._wait_accepting(self.dir / "sockets")
+
 
 class Redis:
-    def __init__(self, run_dir: Path, port: int | None = None):
+    def __init__(self, run_dir: Path, port: int | None = None, *, replica_of: int | None = None):
         self.port = port or free_port()
         self.log_dir = run_dir
+        self.replica_of = replica_of  # the port of a master on 127.0.0.1 to replicate
         self.process: Process | None = None
 
     @property
@@ -106,8 +115,11 @@ class Redis:
 
     def start(self) -> Redis:
         redis_server = require("redis-server", REDIS_HINT)
-        argv = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+        # --dir: a replica (or a promoted one) writes dump.rdb there, not into the caller's cwd.
+        argv = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.log_dir), "--save", "",
                 "--appendonly", "no", "--maxclients", "20000", "--daemonize", "no"]
+        if self.replica_of:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = Process(f"redis-{self.port}", argv, log_dir=self.log_dir).start()
         self.process.wait_for_port(self.port)
         return self
@@ -121,3 +133,31 @@ class Redis:
         self.stop()
         time.sleep(down_seconds)
         self.start()
+
+
+class Sentinel:
+    """One Redis Sentinel (Debian's redis-sentinel) watching a master on 127.0.0.1. It rewrites
+    its config file as it learns, so each gets its own."""
+
+    def __init__(self, run_dir: Path, master_port: int, *, master_name: str = "postwire", quorum: int = 2,
+                 down_after_ms: int = 1000):
+        self.port = free_port()
+        self.log_dir = run_dir
+        self.conf = run_dir / f"sentinel-{self.port}.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndaemonize no\n"
+            f"sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {master_name} 5000\n"
+        )
+        self.process: Process | None = None
+
+    def start(self) -> Sentinel:
+        binary = require("redis-sentinel", "apt-get install redis-sentinel")
+        self.process = Process(f"sentinel-{self.port}", [binary, str(self.conf)], log_dir=self.log_dir).start()
+        self.process.wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,10 +18,23 @@ class StartupError(RuntimeError):
     pass
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A free port *below* the kernel's ephemeral range. A port the kernel hands out (bind to 0)
+    comes from that range, where a load test's thousands of client sockets live: a node could
+    then fail to start with "Address already in use" between choosing and binding."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(20000, low) if low > 20100 else random.randrange(1024, low)
+        if port_is_free(port, host):
+            return port
+    raise StartupError(f"no free port found below {low} on {host}")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -112,6 +112,7 @@ class Stack:
             REDIS_URL=self.redis_url,
             POSTWIRE_NODE_NAME=node_name,
             PORT=str(port),
+            BIND="127.0.0.1",  # loopback only, as the README says
             GRAPHIQL_ENABLED="true",
             POSTWIRE_BOOTSTRAP_USERNAME=self.staff_username,
             POSTWIRE_BOOTSTRAP_PASSWORD=self.staff_password,
@@ -179,6 +180,7 @@ class Stack:
         env = dict(os.environ)
         env.update(
             POSTWIRE_LISTEN_PORT=str(self.port),
+            POSTWIRE_LISTEN_ADDRESS="127.0.0.1",
             POSTWIRE_API_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.api),
             POSTWIRE_WS_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in self.ws),
             POSTWIRE_RESOLVER="",
@@ -189,6 +191,7 @@ class Stack:
             # Each proxied WebSocket holds two connections of a worker; the open-file limit is
             # 20,000 per process, so this lets one worker carry ~9,500 sockets.
             NGINX_WORKER_CONNECTIONS=os.environ.get("NGINX_WORKER_CONNECTIONS", "19000"),
+            POSTWIRE_NGINX_WS_CONNS_PER_IP="0", POSTWIRE_NGINX_GRAPHQL_RATE="0",  # load tests: one client address
         )
         result = subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True)
         return result.stdout

@@ -4,6 +4,8 @@
 # so every deployment runs the same configuration; only the variables below differ.
 #
 #   POSTWIRE_LISTEN_PORT   port nginx listens on                           (8080: non-root)
+#   POSTWIRE_LISTEN_ADDRESS  one address to listen on (the local stack: 127.0.0.1). Unset:
+#                          every IPv4 address, and every IPv6 one where the host has IPv6.
 #   POSTWIRE_API_SERVERS   gunicorn upstreams, space separated host:port   (api:8000)
 #   POSTWIRE_WS_SERVERS    Daphne upstreams, space separated host:port     (ws:8001)
 #   POSTWIRE_RESOLVER      a DNS server (127.0.0.11 in compose). When set, nginx re-resolves
@@ -12,16 +14,35 @@
 #                          without touching nginx. Unset: static upstream blocks (least_conn).
 #   POSTWIRE_WS_READ_TIMEOUT  idle limit of a proxied WebSocket             (3600s)
 #   POSTWIRE_MAX_BODY      request body limit                              (1m)
+#   POSTWIRE_NGINX_WS_CONNS_PER_IP  open WebSockets per client address; 0: no limit     (1000)
+#   POSTWIRE_NGINX_GRAPHQL_RATE / _BURST  HTTP requests to /graphql per client address,
+#                          as nginx's limit_req rate and burst; 0: no limit        (20r/s, 40)
+#   POSTWIRE_NGINX_LOGIN_RATE  POSTs to /admin/login/ per client address; 0: none  (10r/m)
+#   POSTWIRE_NGINX_REAL_IP_FROM  proxies in front of nginx (space separated CIDRs) whose
+#                          X-Forwarded-For names the client; the limits then key on it  (none)
+#   POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT / _CLIENT_BODY_TIMEOUT  a client slower than this
+#                          sending its request is cut (slowloris)                 (10s, 10s)
+#   POSTWIRE_NGINX_SEND_TIMEOUT  a client not reading a response (or a WebSocket's frames)
+#                          for this long is cut                                   (60s)
 #   NGINX_RUN_DIR          pid and temp files, writable by the nginx user  (/tmp/nginx)
 #   NGINX_WORKER_PROCESSES / NGINX_WORKER_CONNECTIONS / NGINX_WORKER_RLIMIT_NOFILE
 #   NGINX_ACCESS_LOG / NGINX_ERROR_LOG                                     (stdout / stderr)
 set -eu
 : "${POSTWIRE_LISTEN_PORT:=8080}"
+: "${POSTWIRE_LISTEN_ADDRESS:=}"
 : "${POSTWIRE_API_SERVERS:=api:8000}"
 : "${POSTWIRE_WS_SERVERS:=ws:8001}"
 : "${POSTWIRE_RESOLVER:=}"
 : "${POSTWIRE_WS_READ_TIMEOUT:=3600s}"
 : "${POSTWIRE_MAX_BODY:=1m}"
+: "${POSTWIRE_NGINX_WS_CONNS_PER_IP:=1000}"
+: "${POSTWIRE_NGINX_GRAPHQL_RATE:=20r/s}"
+: "${POSTWIRE_NGINX_GRAPHQL_BURST:=40}"
+: "${POSTWIRE_NGINX_LOGIN_RATE:=10r/m}"
+: "${POSTWIRE_NGINX_REAL_IP_FROM:=}"
+: "${POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT:=10s}"
+: "${POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT:=10s}"
+: "${POSTWIRE_NGINX_SEND_TIMEOUT:=60s}"
 : "${NGINX_RUN_DIR:=/tmp/nginx}"
 : "${NGINX_WORKER_PROCESSES:=auto}"
 : "${NGINX_WORKER_CONNECTIONS:=8192}"
@@ -51,6 +72,65 @@ $(server_lines "$POSTWIRE_API_SERVERS")
         least_conn;
 $(server_lines "$POSTWIRE_WS_SERVERS")
     }"
+fi
+
+if [ -n "$POSTWIRE_LISTEN_ADDRESS" ]; then
+  listen="listen $POSTWIRE_LISTEN_ADDRESS:$POSTWIRE_LISTEN_PORT;"
+elif [ -s /proc/net/if_inet6 ]; then
+  listen="listen $POSTWIRE_LISTEN_PORT;
+        listen [::]:$POSTWIRE_LISTEN_PORT;"
+else
+  # No IPv6 on this host (or it is disabled): "listen [::]" would stop nginx from starting.
+  listen="listen $POSTWIRE_LISTEN_PORT;"
+fi
+
+off() { [ -z "$1" ] || [ "$1" = 0 ] || [ "$1" = off ]; }
+
+# Per client address limits. A zone's key is empty for requests it must not count (nginx
+# skips those), so one map decides what each limit sees.
+limit_zones=""
+ws_limit=""
+graphql_limit=""
+login_limit=""
+if ! off "$POSTWIRE_NGINX_WS_CONNS_PER_IP"; then
+  limit_zones="$limit_zones
+    map \$http_upgrade \$ws_client {
+        default      '';
+        ~*websocket  \$binary_remote_addr;
+    }
+    limit_conn_zone \$ws_client zone=ws_conns:10m;"
+  ws_limit="limit_conn ws_conns $POSTWIRE_NGINX_WS_CONNS_PER_IP;"
+fi
+if ! off "$POSTWIRE_NGINX_GRAPHQL_RATE"; then
+  limit_zones="$limit_zones
+    map \$http_upgrade \$graphql_http_client {
+        default      \$binary_remote_addr;
+        ~*websocket  '';
+    }
+    limit_req_zone \$graphql_http_client zone=graphql:10m rate=$POSTWIRE_NGINX_GRAPHQL_RATE;"
+  graphql_limit="limit_req zone=graphql burst=$POSTWIRE_NGINX_GRAPHQL_BURST nodelay;"
+fi
+if ! off "$POSTWIRE_NGINX_LOGIN_RATE"; then
+  # Only the POSTs are login attempts; the form itself (GET) is not counted.
+  limit_zones="$limit_zones
+    map \$request_method \$login_client {
+        default  '';
+        POST     \$binary_remote_addr;
+    }
+    limit_req_zone \$login_client zone=login:1m rate=$POSTWIRE_NGINX_LOGIN_RATE;"
+  login_limit="limit_req zone=login burst=5 nodelay;"
+fi
+
+# Behind a load balancer or ingress every client would share its address (and its limits).
+real_ip=""
+if [ -n "$POSTWIRE_NGINX_REAL_IP_FROM" ]; then
+  for cidr in $POSTWIRE_NGINX_REAL_IP_FROM; do
+    real_ip="$real_ip
+    set_real_ip_from $cidr;"
+  done
+  real_ip="$real_ip
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;"
 fi
 
 cat <<CONF
@@ -85,8 +165,19 @@ http {
     client_max_body_size $POSTWIRE_MAX_BODY;
     client_body_buffer_size 64k;
     large_client_header_buffers 4 16k;
+    client_header_timeout $POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT;
+    client_body_timeout $POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT;
+    send_timeout $POSTWIRE_NGINX_SEND_TIMEOUT;$real_ip
 
     $upstreams
+
+    # Limits per client address (none when all are off). Refusals are 429s with a reason.$limit_zones
+    limit_req_status 429;
+    limit_conn_status 429;
+    map \$limit_conn_status \$limit_reason {
+        REJECTED  "too many open WebSockets from your address; close some and retry";
+        default   "too many requests from your address; slow down and retry";
+    }
 
     # WebSocket upgrade: "upgrade" for a handshake, empty otherwise so HTTP keepalive works.
     map \$http_upgrade \$connection_upgrade {
@@ -101,8 +192,7 @@ http {
     }
 
     server {
-        listen $POSTWIRE_LISTEN_PORT;
-        listen [::]:$POSTWIRE_LISTEN_PORT;
+        $listen
 
         # Targets are variables so that, with a resolver, names are looked up per request.
         set \$api_backend $api_backend;
@@ -119,8 +209,16 @@ http {
         # A node that fails to connect is skipped, never a request already sent (no replays).
         proxy_next_upstream error timeout;
 
+        error_page 429 @limited;
+        location @limited {
+            default_type text/plain;
+            add_header Retry-After 1 always;
+            return 429 "429 Too Many Requests: \$limit_reason\\n";
+        }
+
         # Subscriptions: Daphne pool, unbuffered, idle-tolerant (Daphne pings every 20 s).
         location ~ ^/wsgraphql/?\$ {
+            $ws_limit
             proxy_pass http://\$ws_backend;
             proxy_buffering off;
             proxy_read_timeout $POSTWIRE_WS_READ_TIMEOUT;
@@ -128,6 +226,8 @@ http {
         }
 
         location ~ ^/graphql/?\$ {
+            $ws_limit
+            $graphql_limit
             proxy_pass http://\$graphql_backend;
             proxy_buffering on;
             proxy_read_timeout $POSTWIRE_WS_READ_TIMEOUT;
@@ -143,6 +243,14 @@ http {
         # Metrics are scraped per node, not through the public edge.
         location = /metrics {
             return 404;
+        }
+
+        # Django admin's login form: POSTs limited per address (postwire also locks out a
+        # username or address after repeated failures, for this form and the GraphQL login).
+        location = /admin/login/ {
+            $login_limit
+            proxy_pass http://\$api_backend;
+            proxy_buffering on;
         }
 
         location / {

@@ -71,3 +71,44 @@ def test_daphne_processes_tune_the_garbage_collector():
     for wrong_value in ("50000,20", "1,a,2", "1,2,3,4"):
         wrong = _asgi_gc_thresholds(POSTWIRE_WS_GC_THRESHOLDS=wrong_value)
         assert wrong.returncode != 0 and "POSTWIRE_WS_GC_THRESHOLDS" in wrong.stderr
+
+
+def test_redis_sentinels_replace_the_address_for_the_layer():
+    code = ("import django, json; django.setup(); from django.conf import settings as s; "
+            "h = s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]; "
+            "print(json.dumps([h.get('address'), h['sentinels'], h['master_name'], h['db'], h['password']]))")
+    result = run_python(code, **{**PRODUCTION, "REDIS_URL": "redis://:p%40ss@ignored:6379/3",
+                                 "REDIS_SENTINELS": "s1:26379, s2:26380", "REDIS_SENTINEL_MASTER": "main"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == '[null, [["s1", 26379], ["s2", 26380]], "main", 3, "p@ss"]'
+
+
+def _role_env(role: str, tmp_path, **env) -> str:
+    """DB_CONN_MAX_AGE as `bin/postwire <role>` hands it to its server (a stub on PATH)."""
+    for server in ("python", "gunicorn"):
+        stub = tmp_path / server
+        stub.write_text('#!/bin/sh\necho "DB_CONN_MAX_AGE=${DB_CONN_MAX_AGE-unset}"\n')
+        stub.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DB_CONN_MAX_AGE")}
+    result = subprocess.run([str(API_DIR / "bin" / "postwire"), role], env={**clean, **env,
+                            "PATH": f"{tmp_path}:{os.environ['PATH']}"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_daphne_keeps_no_persistent_database_connections(tmp_path):
+    # Django advises against CONN_MAX_AGE under ASGI; gunicorn (WSGI) keeps its 60 s default.
+    assert _role_env("ws", tmp_path, DB_CONN_MAX_AGE="60") == "DB_CONN_MAX_AGE=0"
+    assert _role_env("ws", tmp_path, DB_CONN_MAX_AGE_WS="30") == "DB_CONN_MAX_AGE=30"
+    assert _role_env("api", tmp_path, DB_CONN_MAX_AGE="60") == "DB_CONN_MAX_AGE=60"
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])"
+    assert run_python(code, POSTWIRE_ENV="development", DB_CONN_MAX_AGE="0").stdout.strip() == "0"
+    assert run_python(code, POSTWIRE_ENV="development").stdout.strip() == "60"
+
+
+def test_login_throttle_settings_have_safe_defaults():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.LOGIN_MAX_FAILURES, s.LOGIN_MAX_FAILURES_PER_IP, s.LOGIN_LOCKOUT_SECONDS, s.BOOTSTRAP_RESET_PASSWORD)")
+    assert run_python(code, POSTWIRE_ENV="development").stdout.strip() == "5 20 300 False"
+    refused = run_python(code, POSTWIRE_ENV="development", POSTWIRE_LOGIN_LOCKOUT_SECONDS="0")
+    assert refused.returncode != 0 and "POSTWIRE_LOGIN_LOCKOUT_SECONDS" in refused.stderr

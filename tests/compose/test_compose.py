@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 
-from tests.compose.browser import GraphiQLPage, chromium, why_no_browser
+from tests.support.browser import GraphiQLPage, chromium, why_no_browser
 from tests.compose.conftest import EXPECTED, REPORT, STAFF, artifact
 from tests.compose.project import REPO, ComposeProject, docker
 from tests.stack.fanout import Subscriber, close_all, publish_and_expect, until_live

@@ -22,6 +22,7 @@ from django.urls import re_path  # noqa: E402
 
 from server.realtime.auth import SessionAuthMiddleware  # noqa: E402
 from server.realtime.consumer import GraphQLConsumer  # noqa: E402
+from server.realtime.health import LoopHealthz  # noqa: E402
 from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
 from server.realtime.wire import WireMiddleware  # noqa: E402
 from server.schema import ws_schema  # noqa: E402
@@ -34,7 +35,10 @@ graphql_over_websocket = GraphQLConsumer.as_asgi(
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # /healthz is answered on the event loop: through Django it would queue for the one
+        # thread every database_sync_to_async call shares, and a reconnect storm could then fail
+        # liveness and restart a busy node.
+        "http": LoopHealthz(django_asgi_app),
         # WireMiddleware first: it sees Daphne's own `send` and hands the hub this socket.
         "websocket": WireMiddleware(
             send_buffer=settings.WS_SEND_BUFFER_BYTES,

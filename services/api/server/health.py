@@ -12,10 +12,12 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from server import redis_client
+
 
 @functools.cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis_client.connect(timeout=2)
 
 
 def _check(probe) -> str:

@@ -6,7 +6,9 @@ validate and run them (nginx sends its WebSocket upgrade to Daphne)."""
 from collections.abc import AsyncGenerator
 
 import strawberry
+from django import db
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -16,9 +18,11 @@ from graphql import (
     OperationType,
     ValidationRule,
 )
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from redis.exceptions import RedisError
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.tools import merge_types
+from strawberry.utils.logging import StrawberryLogger
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from server.app.authentication.graph import mutations as auth_mutations
@@ -127,17 +131,46 @@ class SubscriptionsNeedAWebSocket(ValidationRule):
             ))
 
 
-schema = strawberry.Schema(
+class Schema(strawberry.Schema):
+    """strawberry logs every error at ERROR, with the traceback of the exception behind it. An
+    error the client caused and is told about (a wrong password, a login lockout, a refused
+    permission) is no server fault: INFO, one line, no traceback."""
+
+    CLIENT_ERRORS = (ValidationError, PermissionDenied)
+
+    def process_errors(self, errors, execution_context=None):
+        for error in errors:
+            if isinstance(error.original_error, self.CLIENT_ERRORS):
+                StrawberryLogger.logger.info("refused: %s (path %s)", error.message, error.path)
+            else:
+                StrawberryLogger.error(error, execution_context)
+
+
+def _is_an_outage(error: GraphQLError) -> bool:
+    """A database or Redis failure: the client is told it is temporary, not the server's hosts
+    and ports (the log keeps the detail)."""
+    return isinstance(error.original_error, (db.Error, RedisError, OSError))
+
+
+def _mask_outages() -> MaskErrors:
+    return MaskErrors(should_mask_error=_is_an_outage,
+                      error_message="Service temporarily unavailable: try again shortly")
+
+
+schema = Schema(
     query=query,
     mutation=mutation,
     subscription=subscription,
     extensions=[
         lambda: AddValidationRules([*LIMITS, SubscriptionsNeedAWebSocket]),
         DjangoOptimizerExtension,
+        _mask_outages,
         *_cached_documents(),
     ],
 )
-ws_schema = strawberry.Schema(
+ws_schema = Schema(
     query=ServerQuery, subscription=subscription,
+    # No MaskErrors here: it hooks every streamed result, which would turn the shared fan-out
+    # off (server.realtime.shared.unsupported_reason); delivery itself reads no database.
     extensions=[lambda: AddValidationRules(LIMITS), *_cached_documents()],
 )

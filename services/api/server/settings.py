@@ -8,6 +8,7 @@ or database URL stops the process at import time instead of running with a guess
 import re
 import socket
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import environ
 from redis import exceptions as redis_exceptions
@@ -106,6 +107,8 @@ DATABASES = {
         _required("DATABASE_URL", "postgres://postwire:postwire@127.0.0.1:5432/postwire")
     )
 }
+# Persistent connections for gunicorn. Daphne (ASGI) gets 0, as Django advises: `postwire ws`
+# sets DB_CONN_MAX_AGE from DB_CONN_MAX_AGE_WS (default 0).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
@@ -128,6 +131,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
+# Images serve what collectstatic gathered at build time; a checkout (the local stack) has not
+# collected anything, so in development WhiteNoise also serves straight from the finders.
+WHITENOISE_USE_FINDERS = DEVELOPMENT
 
 # --- Security -------------------------------------------------------------------------------
 # Cookies are Secure unless the deployment says it serves plain HTTP (local stack, compose).
@@ -175,6 +181,25 @@ _redis_host = {
     "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
     "retry_on_error": [redis_exceptions.ConnectionError],
 }
+# Redis Sentinel (high availability): with REDIS_SENTINELS ("host:port,host:port") the layer and
+# the readiness check ask the sentinels for the current master of REDIS_SENTINEL_MASTER, and follow
+# a failover; REDIS_URL then supplies only the database number and the password.
+REDIS_SENTINELS = [
+    (host, int(port)) for host, _, port in
+    (item.strip().rpartition(":") for item in env.str("REDIS_SENTINELS", default="").split(",") if item.strip())
+]
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="postwire")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+if REDIS_SENTINELS:
+    _url = urlsplit(REDIS_URL)
+    _redis_host.pop("address")
+    _redis_host.update(
+        sentinels=REDIS_SENTINELS,
+        master_name=REDIS_SENTINEL_MASTER,
+        sentinel_kwargs={"password": REDIS_SENTINEL_PASSWORD or None, "socket_timeout": 2.0},
+        db=int((_url.path or "/0").lstrip("/") or 0),
+        password=unquote(_url.password) if _url.password else None,
+    )
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="core")
 if CHANNEL_LAYER == "core":
     CHANNEL_LAYERS = {
@@ -228,6 +253,12 @@ WS_MAX_UNSENT_BYTES = env.int("POSTWIRE_WS_MAX_UNSENT_BYTES", default=512 * 1024
 # SO_SNDBUF for each WebSocket (0: the kernel autotunes it, up to net.ipv4.tcp_wmem's maximum).
 # The unsent-bytes limit counts only what the kernel did not take, so this bounds the rest.
 WS_SEND_BUFFER_BYTES = env.int("POSTWIRE_WS_SEND_BUFFER_BYTES", default=0)
+# On SIGTERM a Daphne node stops accepting, closes its sockets (1012, "reconnect and resume with
+# after") in shuffled batches at no less than WS_DRAIN_RATE per second and within
+# WS_DRAIN_SECONDS, leaves the group and exits (server/realtime/drain.py). Keep the orchestrator's
+# grace period (terminationGracePeriodSeconds, stop_grace_period) above WS_DRAIN_SECONDS + 5.
+WS_DRAIN_SECONDS = env.float("POSTWIRE_WS_DRAIN_SECONDS", default=10.0)
+WS_DRAIN_RATE = env.float("POSTWIRE_WS_DRAIN_RATE", default=500.0)
 # Python's cyclic GC thresholds for the Daphne role (see server/asgi.py); empty keeps Python's.
 _gc = env.str("POSTWIRE_WS_GC_THRESHOLDS", default="50000,20,100").replace(" ", "")
 if _gc and not re.fullmatch(r"\d+,\d+,\d+", _gc):
@@ -238,6 +269,24 @@ WS_GC_THRESHOLDS = tuple(int(t) for t in _gc.split(",")) if _gc else ()
 BOOTSTRAP_USERNAME = env.str("POSTWIRE_BOOTSTRAP_USERNAME", default="")
 BOOTSTRAP_PASSWORD = env.str("POSTWIRE_BOOTSTRAP_PASSWORD", default="")
 BOOTSTRAP_EMAIL = env.str("POSTWIRE_BOOTSTRAP_EMAIL", default="")
+# An existing user's password is left alone (it may have been changed since); true resets it to
+# POSTWIRE_BOOTSTRAP_PASSWORD at the next run.
+BOOTSTRAP_RESET_PASSWORD = env.bool("POSTWIRE_BOOTSTRAP_RESET_PASSWORD", default=False)
+
+# --- Login throttling (server/app/authentication/throttle.py) --------------------------------
+# After LOGIN_MAX_FAILURES failed logins for one username, or LOGIN_MAX_FAILURES_PER_IP from one
+# client address, within LOGIN_LOCKOUT_SECONDS of the first, logins for it are refused without
+# checking the password until that window ends. Counted in Redis (REDIS_URL); 0 disables a limit.
+LOGIN_MAX_FAILURES = env.int("POSTWIRE_LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_IP = env.int("POSTWIRE_LOGIN_MAX_FAILURES_PER_IP", default=20)
+LOGIN_LOCKOUT_SECONDS = env.int("POSTWIRE_LOGIN_LOCKOUT_SECONDS", default=300)
+if LOGIN_LOCKOUT_SECONDS < 1:
+    raise ImproperlyConfigured(f"POSTWIRE_LOGIN_LOCKOUT_SECONDS must be at least 1, not {LOGIN_LOCKOUT_SECONDS}")
+# The throttle's gate comes first, so a locked-out attempt never reaches password hashing.
+AUTHENTICATION_BACKENDS = [
+    "server.app.authentication.throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # --- Logging ---------------------------------------------------------------------------------
 LOGGING = {

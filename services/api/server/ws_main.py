@@ -3,6 +3,7 @@
 Daphne runs Twisted's asyncio reactor on a loop it creates when `daphne.server` is imported, so
 the loop policy must be set before that import. uvloop makes every event-loop pass cheaper,
 and a Daphne node's delivery work all runs on that one loop (POSTWIRE_WS_UVLOOP=false: asyncio's).
+SIGTERM starts a graceful drain (server.realtime.drain).
 """
 
 import asyncio
@@ -17,9 +18,19 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if "daphne.server" in sys.modules:
         raise RuntimeError("daphne.server was imported before the event loop policy was set")
-    from daphne.cli import CommandLineInterface
+    from daphne.cli import CommandLineInterface  # installs Twisted's asyncio reactor
+    from twisted.internet import reactor
 
+    # SIGTERM drains the node instead of dropping every socket at once (server/realtime/drain.py).
+    # Installed once running: Twisted sets its own handlers on startup.
+    reactor.callWhenRunning(_install_drain)
     CommandLineInterface.entrypoint()
+
+
+def _install_drain() -> None:
+    from server.realtime import drain
+
+    drain.install()
 
 
 if __name__ == "__main__":

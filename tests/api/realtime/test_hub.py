@@ -360,3 +360,24 @@ async def test_the_hub_catches_up_past_pruned_events_with_a_warning(caplog):
     finally:
         await reader.stop()
         await hub.stop()
+
+
+async def test_a_stopped_hub_leaves_the_group_at_once():
+    """A drained node's hub leaves the group, so publishes stop writing to a channel nobody
+    reads (channels_redis would otherwise keep it until group_expiry)."""
+    from channels.layers import get_channel_layer
+
+    from server.realtime import hub as hub_module
+
+    hub = make_hub()
+    reader = Reader(hub)
+    await asyncio.wait_for(hub.connected.wait(), 10)
+    layer = get_channel_layer()
+    members = layer.connection(layer.consistent_hash(GROUP))
+    key = layer._group_key(GROUP)
+    assert await members.zscore(key, hub.channel_name) is not None
+    assert hub in hub_module.RUNNING
+    await reader.stop()
+    await hub.stop()
+    assert await members.zscore(key, hub.channel_name) is None
+    assert hub not in hub_module.RUNNING

@@ -159,3 +159,12 @@ def test_frame_header_matches_rfc6455_framing(length):
     payload = b"x" * length
     expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
     assert frame_header(length) + payload == expected
+
+
+def test_the_websocket_schema_can_share_results():
+    """An extension that hooks each streamed result (MaskErrors, say) would silently turn the
+    shared path off for every subscriber; the production schema must not carry one."""
+    from server.realtime.shared import unsupported_reason
+    from server.schema import ws_schema
+
+    assert unsupported_reason(ws_schema) is None

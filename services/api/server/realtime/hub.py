@@ -101,6 +101,9 @@ class _Direct:
     last_seq: int | None = None
 
 
+RUNNING: set[Hub] = set()  # hubs of this process with a live task: what a drain stops
+
+
 class Hub:
     REPLAY_PAGE = 1000  # events per database read when replaying `after` or catching up
 
@@ -319,6 +322,7 @@ class Hub:
             self._stop_requested = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(self._stop_requested), name=f"hub:{self.group}")
+            RUNNING.add(self)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop listening (tests, shutdown), within `timeout`.
@@ -328,6 +332,7 @@ class Hub:
         carries on. So its loops also check a stop flag, and the cancel is repeated until the
         task has ended."""
         task, self._task = self._task, None
+        RUNNING.discard(self)
         self.connected.clear()
         if task is None:
             return
@@ -339,6 +344,20 @@ class Hub:
                 return
             task.cancel()
             await asyncio.wait([task], timeout=0.1)
+        await self._leave(max(0.5, deadline - asyncio.get_running_loop().time()))
+
+    async def _leave(self, timeout: float) -> None:
+        """Leave the group, so publishes stop writing to a member nobody reads (channels_redis
+        would keep it until group_expiry). Best effort: with Redis away, expiry does it later."""
+        if self.channel_name is None:
+            return
+        try:
+            await asyncio.wait_for(get_channel_layer(self._layer_alias).group_discard(self.group, self.channel_name),
+                                   timeout)
+            log.info("hub %s left as %s", self.group, self.channel_name)
+        except Exception as exc:
+            log.warning("hub %s could not leave the group (%s: %s); it expires after group_expiry",
+                        self.group, type(exc).__name__, exc)
 
     async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.5

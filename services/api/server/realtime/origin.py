@@ -1,17 +1,34 @@
-"""WebSocket Origin check against ALLOWED_HOSTS, which lets Origin-less clients through.
+"""WebSocket Host and Origin checks against ALLOWED_HOSTS; Origin-less clients are let through.
 
 Channels' AllowedHostsOriginValidator refuses a handshake without an Origin header. Browsers
 always send one, so the check still stops cross-site WebSocket hijacking; a missing Origin means
 a non-browser client (graphql-ws on Node, gql, the load tester), which carries no ambient
 cookies of a victim. POSTWIRE_WS_REQUIRE_ORIGIN=true restores the strict behaviour.
+
+The Host header is checked too, as Django checks it for HTTP: Channels never looks at it, so
+without Origin any Host was accepted. A handshake for a host not served is refused with 403.
 """
 
 from channels.security.websocket import AllowedHostsOriginValidator as _Strict
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 
 class _OriginValidator(OriginValidator):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not self.valid_host(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+    def valid_host(self, scope) -> bool:
+        headers = dict(scope.get("headers", []))
+        host = headers.get(b"host", b"")
+        if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
+            host = headers[b"x-forwarded-host"]  # as Django's HttpRequest.get_host() reads it
+        domain, _port = split_domain_port(host.decode("latin1"))
+        return bool(domain) and validate_host(domain, self.allowed_hosts)
+
     def valid_origin(self, parsed_origin):
         if parsed_origin is None:
             return not settings.WS_REQUIRE_ORIGIN
@@ -20,4 +37,6 @@ class _OriginValidator(OriginValidator):
 
 def AllowedHostsOriginValidator(application):  # noqa: N802 - mirrors the Channels factory's name
     strict = _Strict(application)
-    return _OriginValidator(application, strict.allowed_origins)
+    validator = _OriginValidator(application, strict.allowed_origins)
+    validator.allowed_hosts = strict.allowed_origins  # ALLOWED_HOSTS (with DEBUG's localhost default)
+    return validator

@@ -31,6 +31,9 @@ SUPPORTED = {"daphne": "4.2.", "autobahn": "26.10.", "twisted": "26.10."}
 
 SCOPE_KEY = "postwire.wire"
 
+# Every accepted-or-accepting WebSocket of this process that has a wire: what a drain closes.
+OPEN: set[DaphneWire] = set()
+
 
 @functools.cache
 def check_supported() -> str | None:
@@ -189,8 +192,24 @@ class WireMiddleware:
                     # limit (which sees only what the kernel refused) takes over.
                     protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
                 scope = dict(scope)
-                scope[SCOPE_KEY] = DaphneWire(protocol)
+                wire = scope[SCOPE_KEY] = DaphneWire(protocol)
+                OPEN.add(wire)
+                try:
+                    return await self.inner(scope, receive, send)
+                finally:
+                    OPEN.discard(wire)
         return await self.inner(scope, receive, send)
+
+
+def stop_listening() -> int:
+    """Close Daphne's listening sockets (a draining node takes no new connections: a proxy's
+    connect is refused and goes to another node), keeping the ones already accepted."""
+    from twisted.internet import reactor, tcp
+
+    ports = [reader for reader in reactor.getReaders() if isinstance(reader, tcp.Port)]
+    for port in ports:
+        port.stopListening()
+    return len(ports)
 
 
 def wire_of(scope) -> DaphneWire | None:

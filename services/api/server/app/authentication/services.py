@@ -6,15 +6,18 @@ PUBLISHER_PERMISSIONS = [("blog", "publish_post"), ("blog", "view_post")]
 
 
 @transaction.atomic
-def ensure_staff_publisher(*, username: str, password: str, email: str = ""):
-    """Create (or bring up to date) a staff user who may publish. Idempotent: safe on every deploy."""
+def ensure_staff_publisher(*, username: str, password: str, email: str = "", reset_password: bool = False):
+    """Create (or bring up to date) a staff user who may publish. Idempotent: safe on every deploy.
+
+    The password is set when the user is created, and afterwards only with reset_password: it
+    may have been changed since, and every deploy would otherwise put the bootstrap one back."""
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username, defaults={"email": email})
     user.is_staff = True
     if email:
         user.email = email
-    # Only when it changed: a new hash would log that user out of every session at each deploy.
-    if not user.check_password(password):
+    # Only when it changed: a new hash would log that user out of every session.
+    if (created or reset_password) and not user.check_password(password):
         user.set_password(password)
     user.save()
     for app_label, codename in PUBLISHER_PERMISSIONS:
