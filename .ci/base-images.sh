@@ -46,12 +46,12 @@ apt_source_uri() {
       function emit() {
         if (want == "security" && suites ~ /-security/) { print uri }
         if (want == "main" && suites ~ /[: ]bookworm( |$)/) { print uri }
-      }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+      }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
     # one-line format (.list)
     awk -v want="$want" '$1 == "deb" {
         for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { uri = $i; suite = $(i + 1); break }
         if ((want == "security") == (suite ~ /-security/)) print uri
-      }' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+      }' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
   } | head -n 1
 }
 MIRROR=${POSTWIRE_DEBIAN_MIRROR:-$(apt_source_uri main)}

@@ -19,7 +19,8 @@
 #                          as nginx's limit_req rate and burst; 0: no limit        (20r/s, 40)
 #   POSTWIRE_NGINX_LOGIN_RATE  POSTs to /admin/login/ per client address; 0: none  (10r/m)
 #   POSTWIRE_NGINX_REAL_IP_FROM  proxies in front of nginx (space separated CIDRs) whose
-#                          X-Forwarded-For names the client; the limits then key on it  (none)
+#                          X-Forwarded-For names the client; the limits then key on it, and
+#                          their X-Forwarded-Proto (a TLS edge's "https") is passed on  (none)
 #   POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT / _CLIENT_BODY_TIMEOUT  a client slower than this
 #                          sending its request is cut (slowloris)                 (10s, 10s)
 #   POSTWIRE_NGINX_SEND_TIMEOUT  a client not reading a response (or a WebSocket's frames)
@@ -122,6 +123,26 @@ if ! off "$POSTWIRE_NGINX_LOGIN_RATE"; then
 fi
 
 # Behind a load balancer or ingress every client would share its address (and its limits).
+# X-Forwarded-Proto: the scheme the client used. Behind a TLS edge that is the edge's header
+# (believed only from the trusted proxies above); otherwise nginx's own, whatever a client sends.
+forwarded_proto="map \$scheme \$forwarded_proto {
+        default \$scheme;
+    }"
+if [ -n "$POSTWIRE_NGINX_REAL_IP_FROM" ]; then
+  trusted=""
+  for cidr in $POSTWIRE_NGINX_REAL_IP_FROM; do
+    trusted="$trusted
+        $cidr 1;"
+  done
+  forwarded_proto="geo \$realip_remote_addr \$from_trusted_proxy {
+        default 0;$trusted
+    }
+    map \"\$from_trusted_proxy:\$http_x_forwarded_proto\" \$forwarded_proto {
+        default                 \$scheme;
+        ~^1:(?<proto>https?)\$  \$proto;
+    }"
+fi
+
 real_ip=""
 if [ -n "$POSTWIRE_NGINX_REAL_IP_FROM" ]; then
   for cidr in $POSTWIRE_NGINX_REAL_IP_FROM; do
@@ -171,6 +192,8 @@ http {
 
     $upstreams
 
+    $forwarded_proto
+
     # Limits per client address (none when all are off). Refusals are 429s with a reason.$limit_zones
     limit_req_status 429;
     limit_conn_status 429;
@@ -202,7 +225,7 @@ http {
         proxy_set_header Host \$http_host;
         proxy_set_header X-Real-IP \$remote_addr;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_set_header X-Forwarded-Proto \$forwarded_proto;
         proxy_set_header Upgrade \$http_upgrade;
         proxy_set_header Connection \$connection_upgrade;
         proxy_connect_timeout 5s;

@@ -307,3 +307,75 @@ def test_no_overlay_starts_a_load_test(rendered):
     policies = of_kind(rendered["loadtest"], "NetworkPolicy")
     assert any(p["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "nginx"}} for p in policies)
     assert pods_selected(rendered["loadtest"], {"app.kubernetes.io/name": "loadtest"})
+
+
+# --- what an operator trips over (issue: operators) ------------------------------------------
+
+
+def _secret_keys_seen(container: dict) -> set[str] | None:
+    """Keys of postwire-secrets this container gets; None if it gets the whole Secret."""
+    if any(s.get("secretRef", {}).get("name", "").startswith("postwire-secrets") for s in container.get("envFrom", [])):
+        return None
+    return {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_migrate_init_container_sees_the_bootstrap_password(rendered, overlay):
+    for name in ("api", "ws"):
+        spec = pod_template(find(rendered[overlay], "Deployment", name))["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            keys = _secret_keys_seen(container)
+            if name == "api" and container["name"] == "migrate":
+                assert keys is None  # it creates the staff user: the whole Secret
+            else:
+                assert keys is not None and not any(k.startswith("POSTWIRE_BOOTSTRAP") for k in keys), container["name"]
+                assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= keys
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dns_is_allowed_by_namespace_not_by_a_coredns_label(rendered, overlay):
+    dns = find(rendered[overlay], "NetworkPolicy", "allow-dns")
+    peers = [peer for rule in dns["spec"]["egress"] for peer in rule["to"]]
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_may_scrape_every_api_and_ws_pod(rendered, overlay):
+    docs = rendered[overlay]
+    policy = find(docs, "NetworkPolicy", "metrics-from-prometheus")
+    for name, port in (("api", 8000), ("ws", 8001)):
+        template = pod_template(find(docs, "Deployment", name))
+        assert selects(policy["spec"]["podSelector"], template["metadata"]["labels"])
+        assert port in {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
+        assert port in {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+
+
+def test_prod_datastore_egress_covers_ipv6_too(rendered):
+    policy = find(rendered["prod"], "NetworkPolicy", "datastore-clients-to-external-datastores")
+    cidrs = {peer["ipBlock"]["cidr"] for r in policy["spec"]["egress"] for peer in r["to"] if "ipBlock" in peer}
+    assert {"0.0.0.0/0", "::/0"} <= cidrs
+
+
+def test_dev_postgres_is_governed_by_a_headless_service(rendered):
+    docs = rendered["dev"]
+    service = find(docs, "Service", find(docs, "StatefulSet", "postgres")["spec"]["serviceName"])
+    assert service["spec"].get("clusterIP") == "None"
+
+
+def test_dev_redis_maxmemory_leaves_headroom_under_its_limit(rendered):
+    container = pod_template(find(rendered["dev"], "Deployment", "redis"))["spec"]["containers"][0]
+    maxmemory = container["args"][container["args"].index("--maxmemory") + 1]
+    limit = container["resources"]["limits"]["memory"]
+    assert maxmemory.endswith("mb") and limit.endswith("Mi")
+    assert int(maxmemory[:-2]) * 1_000_000 <= 0.7 * int(limit[:-2]) * 2**20
+
+
+def test_prod_edge_autoscales_and_carries_many_sockets_per_pod(rendered):
+    docs = rendered["prod"]
+    hpa = find(docs, "HorizontalPodAutoscaler", "nginx")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "nginx" and hpa["spec"]["maxReplicas"] >= 2
+    assert "replicas" not in find(docs, "Deployment", "nginx")["spec"]  # the HPA owns it
+    env = {e["name"]: e.get("value") for e in pod_template(find(docs, "Deployment", "nginx"))["spec"]["containers"][0]["env"]}
+    assert int(env["NGINX_WORKER_CONNECTIONS"]) >= 32768
+    assert int(env["NGINX_WORKER_RLIMIT_NOFILE"]) > int(env["NGINX_WORKER_CONNECTIONS"])

@@ -6,12 +6,14 @@ them on and small, in front of the running stack's gunicorn and Daphne nodes.
 """
 
 import asyncio
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -212,3 +214,49 @@ def test_a_client_stalling_in_its_headers_is_cut(edge):
     waited, answer = _cut_after(edge, b"GET /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow")
     assert waited >= SLOW_SECONDS * 0.75
     assert b"200 OK" not in answer
+
+
+# --- X-Forwarded-Proto behind a TLS edge ---------------------------------------------------------
+
+
+class _EchoHeaders(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = json.dumps(dict(self.headers)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("trusted, sent, passed_on", [
+    ("127.0.0.1/32", "https", "https"),  # a TLS edge in front: Django must see https (wss for Daphne)
+    ("127.0.0.1/32", None, "http"),
+    ("10.9.9.9/32", "https", "http"),  # not from a trusted proxy: a client cannot claim https
+    ("", "https", "http"),  # no proxies configured: nginx is the edge
+])
+def test_x_forwarded_proto_is_the_edges_when_trusted_and_ours_otherwise(tmp_path, trusted, sent, passed_on):
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    run_dir = Path(tempfile.mkdtemp(prefix="postwire-proto-"))
+    run_dir.chmod(0o755)
+    port = free_port()
+    backend = f"127.0.0.1:{upstream.server_address[1]}"
+    conf = render(run_dir, POSTWIRE_LISTEN_PORT=str(port), POSTWIRE_API_SERVERS=backend, POSTWIRE_WS_SERVERS=backend,
+                  POSTWIRE_NGINX_REAL_IP_FROM=trusted)
+    assert nginx_test(run_dir, conf).returncode == 0
+    nginx = require("nginx", "apt-get install nginx-light")
+    process = Process("nginx-proto", [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir),
+                                      "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"], log_dir=tmp_path).start()
+    try:
+        process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        headers = {"X-Forwarded-Proto": sent} if sent else {}
+        echoed = requests.get(f"http://127.0.0.1:{port}/graphql", headers=headers, timeout=10).json()
+        assert echoed["X-Forwarded-Proto"] == passed_on
+    finally:
+        process.stop()
+        upstream.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
