@@ -166,7 +166,10 @@ events {
 }
 
 http {
-    access_log $NGINX_ACCESS_LOG;
+    # One line per request (a WebSocket: one line when it closes), with the id the services log.
+    log_format postwire '\$remote_addr [\$time_local] "\$request" \$status \$body_bytes_sent '
+                        '\$request_time \$upstream_addr rid=\$request_id "\$http_user_agent"';
+    access_log $NGINX_ACCESS_LOG postwire;
     client_body_temp_path $NGINX_RUN_DIR/client_body;
     proxy_temp_path $NGINX_RUN_DIR/proxy;
     fastcgi_temp_path $NGINX_RUN_DIR/fastcgi;
@@ -224,6 +227,9 @@ http {
         proxy_http_version 1.1;
         proxy_set_header Host \$http_host;
         proxy_set_header X-Real-IP \$remote_addr;
+        # A fresh id per request, logged by nginx and the services alike, and told the client.
+        proxy_set_header X-Request-ID \$request_id;
+        add_header X-Request-ID \$request_id always;
         proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto \$forwarded_proto;
         proxy_set_header Upgrade \$http_upgrade;

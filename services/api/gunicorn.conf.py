@@ -12,7 +12,9 @@ graceful_timeout = 20
 keepalive = 75  # longer than nginx's upstream keepalive_timeout, so nginx closes first
 max_requests = 5000
 max_requests_jitter = 500
-accesslog = "-"
+# nginx logs every request already (with its X-Request-ID); a second line per request from
+# gunicorn is off unless asked for (GUNICORN_ACCESS_LOG=-).
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
 proc_name = "postwire-api"

@@ -99,6 +99,9 @@ def test_stack_is_up_with_its_replicas(compose):
             config = json.loads(docker("inspect", c.id).stdout)[0]
             assert config["HostConfig"]["ReadonlyRootfs"] is True, c.name
             assert config["Config"]["User"] not in ("", "0", "root"), c.name
+    for c in containers:  # every long-running service is limited in memory and CPU
+        config = json.loads(docker("inspect", c.id).stdout)[0]["HostConfig"]
+        assert config["Memory"] > 0 and config["NanoCpus"] > 0, (c.name, config["Memory"], config["NanoCpus"])
 
 
 async def test_every_ws_replica_delivers_each_publish_once(compose, staff):

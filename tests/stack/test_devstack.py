@@ -8,6 +8,7 @@ import pytest
 
 from devstack.proc import _ephemeral_low
 from tests.support.browser import GraphiQLPage, chromium, why_no_browser
+from tests.support.client import GraphQLHttp
 
 pytestmark = pytest.mark.stack
 
@@ -42,3 +43,13 @@ def test_every_process_listens_on_loopback_only_below_the_ephemeral_range(stack)
         for ip, port in listening:
             assert ip == "127.0.0.1", (process.name, ip, port)
             assert port < low, (process.name, port, low)
+
+
+def test_nginx_gives_each_request_an_id_that_the_services_log(stack):
+    client = GraphQLHttp(stack.http_url)
+    result = client.execute("mutation { login(username: \"nobody\", password: \"wrong\") { __typename } }")
+    assert result.get("errors") or result["data"]["login"]["__typename"] != "User"
+    request_id = client.last_response.headers["X-Request-ID"]
+    assert len(request_id) == 32
+    served_by = stack.node(client.served_by)  # its log has the refusal, tagged with the id
+    assert any(request_id in line and "refused" in line for line in served_by.process.log_path.read_text().splitlines())

@@ -20,6 +20,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from server.logs import RequestIdASGIMiddleware  # noqa: E402
 from server.realtime.auth import SessionAuthMiddleware  # noqa: E402
 from server.realtime.consumer import GraphQLConsumer  # noqa: E402
 from server.realtime.health import LoopHealthz  # noqa: E402
@@ -39,15 +40,16 @@ application = ProtocolTypeRouter(
         # thread every database_sync_to_async call shares, and a reconnect storm could then fail
         # liveness and restart a busy node.
         "http": LoopHealthz(django_asgi_app),
-        # WireMiddleware first: it sees Daphne's own `send` and hands the hub this socket.
-        "websocket": WireMiddleware(
+        # The request id for the socket's logs; then WireMiddleware, which must see Daphne's own
+        # `send` (passed through untouched) to hand the hub this socket.
+        "websocket": RequestIdASGIMiddleware(WireMiddleware(
             send_buffer=settings.WS_SEND_BUFFER_BYTES,
             inner=AllowedHostsOriginValidator(
                 SessionAuthMiddleware(
                     URLRouter([re_path(r"^(ws)?graphql/?$", graphql_over_websocket)])
                 )
             )
-        ),
+        )),
     }
 )
 

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "server.health.HealthCheckMiddleware",  # before host validation: probes address pods by IP
     "server.node_header.NodeHeaderMiddleware",
+    "server.logs.RequestIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -289,13 +290,24 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 # --- Logging ---------------------------------------------------------------------------------
+# "json": one JSON object per line (for a log pipeline), "plain": one readable line. Either way
+# each record carries the node and the request id nginx gave the request (server/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEVELOPMENT else "json")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "server.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": f"%(asctime)s %(levelname)s [{NODE_NAME}] %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s [%(node)s %(request_id)s] %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(node)s %(request_id)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -32,6 +32,7 @@ import asyncio
 import collections
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -395,6 +396,7 @@ class Hub:
         try:
             while not stop.is_set():
                 message = await layer.receive(self.channel_name)
+                received = time.perf_counter()
                 metrics.HUB_MESSAGES.inc()
                 event = self._decode(message)
                 if self._high_seq is not None and event.seq > self._high_seq + 1:
@@ -404,6 +406,7 @@ class Hub:
                     await self._catch_up()
                 async with self._delivery_lock:
                     await self._deliver(event)
+                metrics.DELIVERY_SECONDS.observe(time.perf_counter() - received)
         finally:
             keeper.cancel()
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the real-time path. Each Daphne process exports its own at /metrics."""
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 LIVE_SUBSCRIPTIONS = Gauge(
     "postwire_live_subscriptions", "Subscriptions open on this node", multiprocess_mode="livesum"
@@ -28,4 +28,17 @@ WS_CLOSED_BY_SERVER = Counter(
     "WebSockets this node closed itself, by close code (4400 invalid message, 4408 no connection_init, "
     "1008 flooding or not reading, ...)",
     ["code"],
+)
+
+# Latency, observed once per event (not per subscriber): cheap on the hot path.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DELIVERY_SECONDS = Histogram(
+    "postwire_delivery_seconds",
+    "From this node's hub receiving an event to the last of its frames written on this node",
+    buckets=_LATENCY_BUCKETS,
+)
+BROADCAST_SECONDS = Histogram(
+    "postwire_broadcast_seconds",
+    "From a committed publish's send being scheduled to the channel layer having taken it",
+    buckets=_LATENCY_BUCKETS,
 )

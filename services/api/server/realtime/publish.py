@@ -18,6 +18,7 @@ import atexit
 import concurrent.futures
 import logging
 import threading
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -42,7 +43,7 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def _sent(group: str, future: concurrent.futures.Future | asyncio.Future) -> None:
+def _sent(group: str, scheduled: float, future: concurrent.futures.Future | asyncio.Future) -> None:
     _in_flight.discard(future)
     exc = None if future.cancelled() else future.exception()
     if future.cancelled() or exc is not None:
@@ -51,6 +52,7 @@ def _sent(group: str, future: concurrent.futures.Future | asyncio.Future) -> Non
                   "cancelled" if exc is None else f"{type(exc).__name__}: {exc}")
     else:
         metrics.BROADCASTS.labels(outcome="sent").inc()
+        metrics.BROADCAST_SECONDS.observe(time.perf_counter() - scheduled)
 
 
 async def _send(layer, group: str, message: dict[str, Any]) -> None:
@@ -61,6 +63,7 @@ async def _send(layer, group: str, message: dict[str, Any]) -> None:
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Schedule sending `message` to `group` and return at once. Never raises: the caller has
     committed already, and the event is in the database, where hubs find it if this send fails."""
+    scheduled = time.perf_counter()
     try:
         layer = get_channel_layer()
         try:
@@ -77,7 +80,7 @@ def group_send(group: str, message: dict[str, Any]) -> None:
         log.exception("could not send to group %s; subscribers will catch up from the database", group)
         return
     _in_flight.add(future)
-    future.add_done_callback(lambda f: _sent(group, f))
+    future.add_done_callback(lambda f: _sent(group, scheduled, f))
 
 
 def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> None:
