@@ -14,6 +14,7 @@
 #   localhost/postwire-base/postgres:15-bookworm       POSTGRES_IMAGE
 #   localhost/postwire-base/redis:7-bookworm           REDIS_IMAGE
 #   localhost/postwire-base/nginx:1-bookworm           NGINX_IMAGE
+#   localhost/postwire-base/prometheus:2-bookworm      PROMETHEUS_IMAGE (compose's monitoring profile)
 #
 # How: debootstrap a slim bookworm minbase once (tarball cached). Each
 # stand-in = that rootfs unpacked to a work dir + `apt-get install` inside a
@@ -65,8 +66,9 @@ declare -A TAGS=(
   [postgres]=$REPO/postgres:15-bookworm
   [redis]=$REPO/redis:7-bookworm
   [nginx]=$REPO/nginx:1-bookworm
+  [prometheus]=$REPO/prometheus:2-bookworm
 )
-ORDER=(python postgres redis nginx)
+ORDER=(python postgres redis nginx prometheus)
 # Stand-ins that embed the host's CA bundle: rebuilt when it changes (the
 # proxy CA may be re-issued when a machine is reused by a later session).
 CA_EMBEDDING=" python "
@@ -308,6 +310,7 @@ PYTHON_IMAGE=${TAGS[python]}
 POSTGRES_IMAGE=${TAGS[postgres]}
 REDIS_IMAGE=${TAGS[redis]}
 NGINX_IMAGE=${TAGS[nginx]}
+PROMETHEUS_IMAGE=${TAGS[prometheus]}
 EOF
 mv "$CACHE/images.env.tmp" "$CACHE/images.env"
 

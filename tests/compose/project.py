@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 # Written by .ci/base-images.sh: PYTHON_IMAGE=, POSTGRES_IMAGE=, REDIS_IMAGE=, NGINX_IMAGE=.
 IMAGES_ENV = Path(os.environ.get("POSTWIRE_IMAGES_ENV", "/var/cache/postwire/images.env"))
-IMAGE_VARS = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "NGINX_IMAGE")
+IMAGE_VARS = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "NGINX_IMAGE", "PROMETHEUS_IMAGE")
 # What a docker client may legitimately need from the caller's environment.
 PASS_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
                 "DOCKER_TLS_VERIFY", "DOCKER_CONTEXT")
@@ -140,6 +140,7 @@ class ComposeProject:
             # the classic builder, said explicitly (it is also the CLI's fallback).
             "DOCKER_BUILDKIT": "0",
             "POSTWIRE_HTTP_PORT": str(self.port),
+            "PROMETHEUS_PORT": str(free_port()),
         })
         self.down_done = False
 
@@ -207,8 +208,9 @@ class ComposeProject:
 
     def down(self) -> float:
         start = time.monotonic()
-        # With every profile, so that the load tester's service counts as the project's too.
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "10", profiles=("loadtest",), timeout=300)
+        # With every profile, so that the load tester and monitoring services count as the project's too.
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "10", profiles=("loadtest", "monitoring"),
+                     timeout=300)
         self.down_done = True
         return time.monotonic() - start
 

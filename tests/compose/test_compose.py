@@ -8,6 +8,7 @@ WebSocket tier out → teardown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
@@ -268,6 +269,39 @@ async def test_scaling_ws_out_is_followed_without_touching_nginx(compose, staff)
     REPORT["scale out"] = (f"ws 3 → 4 healthy in {scaled:.1f} s; new/restarted replicas "
                            f"{sorted(after[n] for n in fresh)} got {on_fresh} of {len(subscribers)} new subscribers; "
                            f"nginx container unchanged")
+
+
+def test_monitoring_profile_scrapes_every_replica(compose, staff):
+    """`--profile monitoring`: Prometheus finds every api and ws replica through Docker's DNS
+    (4 ws after the scale-out above) and the dashboard's series arrive. (Grafana's image cannot be
+    pulled here; its dashboard's queries are checked against a real Prometheus in the stack tier.)"""
+    compose.compose("up", "-d", "--no-deps", "prometheus", profiles=("monitoring",), timeout=300)
+    try:
+        _check_prometheus(compose, staff)
+    finally:  # `down` without the profile would not see it
+        compose.compose("rm", "-fsv", "prometheus", profiles=("monitoring",), timeout=120)
+
+
+def _check_prometheus(compose, staff):
+    url = f"http://127.0.0.1:{compose.env['PROMETHEUS_PORT']}"
+    replicas = {"api": len(compose.containers("api", running_only=True)), "ws": len(ws_nodes(compose))}
+    deadline = time.monotonic() + 90
+    up = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException, KeyError, ValueError):
+            result = requests.get(f"{url}/api/v1/query", params={"query": "sum by (job) (up)"}, timeout=5).json()
+            up = {r["metric"]["job"]: int(float(r["value"][1])) for r in result["data"]["result"]}
+            if up == replicas:
+                break
+        time.sleep(1)
+    assert up == replicas, (up, replicas)
+    gid, _ = staff.create_post("for prometheus")
+    staff.publish(gid)
+    time.sleep(12)  # two scrapes (every 5 s)
+    live = requests.get(f"{url}/api/v1/query", params={"query": "postwire_live_subscriptions{job='ws'}"},
+                        timeout=5).json()["data"]["result"]
+    assert len(live) == replicas["ws"]
+    REPORT["monitoring"] = f"Prometheus scraping {up} (every api and ws replica, found through Docker's DNS)"
 
 
 def test_down_leaves_nothing_behind(compose):
