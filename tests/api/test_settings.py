@@ -112,3 +112,10 @@ def test_login_throttle_settings_have_safe_defaults():
     assert run_python(code, POSTWIRE_ENV="development").stdout.strip() == "5 20 300 False"
     refused = run_python(code, POSTWIRE_ENV="development", POSTWIRE_LOGIN_LOCKOUT_SECONDS="0")
     assert refused.returncode != 0 and "POSTWIRE_LOGIN_LOCKOUT_SECONDS" in refused.stderr
+
+
+def test_the_hub_rejoins_within_a_short_group_expiry_unless_told_otherwise():
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.HUB_REJOIN_SECONDS)"
+    # Empty is what compose passes when nothing is set: computed from the expiry.
+    assert run_python(code, **PRODUCTION, CHANNEL_GROUP_EXPIRY="60", POSTWIRE_HUB_REJOIN_SECONDS="").stdout.strip() == "15.0"
+    assert run_python(code, **PRODUCTION, CHANNEL_GROUP_EXPIRY="60", POSTWIRE_HUB_REJOIN_SECONDS="5").stdout.strip() == "5.0"

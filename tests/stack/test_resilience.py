@@ -18,6 +18,7 @@ import redis
 from server.realtime import drain
 from tests.stack.conftest import STAFF
 from tests.stack.faults import Matrix, report
+from tests.support.client import POST_NOTIFY, Socket
 
 pytestmark = pytest.mark.stack
 
@@ -120,13 +121,23 @@ async def test_redis_down_30_seconds_while_publishing(stack):
 async def test_postgresql_restart(stack):
     async with Matrix(stack, STAFF) as matrix:
         await asyncio.sleep(1)
-        await asyncio.to_thread(stack.postgres.restart, 2.0)
+        restarting = asyncio.create_task(asyncio.to_thread(stack.postgres.restart, 4.0))
+        await asyncio.sleep(1.5)
+        # A resume while it is down is refused with a clear, temporary error (no hosts or ports).
+        socket = await Socket.open(stack.ws_url)
+        try:
+            kind, payload = await socket.receive(await socket.start(POST_NOTIFY, {"after": matrix.since}), 15)
+        finally:
+            await socket.close()
+        await restarting
         recovery = await matrix.recovered()
         outcome = await matrix.settle()
     assert not any(t.closes for t in matrix.trackers)
     # Publishes while it was down were told so, without the server's addresses.
     assert any("Service temporarily unavailable" in f for f in matrix.publisher.failed), matrix.publisher.failed
     assert not any("127.0.0.1" in f for f in matrix.publisher.failed), matrix.publisher.failed
+    assert kind in ("next", "error") and "Service temporarily unavailable" in str(payload), (kind, payload)
+    assert "127.0.0.1" not in str(payload)
     report("PostgreSQL restart", outcome, recovery_s=recovery, failed_publishes=matrix.publisher.failed[:2])
 
 

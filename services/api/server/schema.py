@@ -6,7 +6,6 @@ validate and run them (nginx sends its WebSocket upgrade to Daphne)."""
 from collections.abc import AsyncGenerator
 
 import strawberry
-from django import db
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from graphql import (
@@ -18,13 +17,13 @@ from graphql import (
     OperationType,
     ValidationRule,
 )
-from redis.exceptions import RedisError
 from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.extensions import max_aliases, query_depth_limiter
 from strawberry.tools import merge_types
 from strawberry.utils.logging import StrawberryLogger
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
+from server import errors
 from server.app.authentication.graph import mutations as auth_mutations
 from server.app.authentication.graph import queries as auth_queries
 from server.app.blog.graph import mutations as blog_mutations
@@ -146,15 +145,10 @@ class Schema(strawberry.Schema):
                 StrawberryLogger.error(error, execution_context)
 
 
-def _is_an_outage(error: GraphQLError) -> bool:
-    """A database or Redis failure: the client is told it is temporary, not the server's hosts
-    and ports (the log keeps the detail)."""
-    return isinstance(error.original_error, (db.Error, RedisError, OSError))
-
-
 def _mask_outages() -> MaskErrors:
-    return MaskErrors(should_mask_error=_is_an_outage,
-                      error_message="Service temporarily unavailable: try again shortly")
+    """A database or Redis failure inside an operation: say it is temporary (server/errors.py)."""
+    return MaskErrors(should_mask_error=lambda error: errors.is_outage(error.original_error),
+                      error_message=errors.OUTAGE_MESSAGE)
 
 
 schema = Schema(
@@ -171,6 +165,7 @@ schema = Schema(
 ws_schema = Schema(
     query=ServerQuery, subscription=subscription,
     # No MaskErrors here: it hooks every streamed result, which would turn the shared fan-out
-    # off (server.realtime.shared.unsupported_reason); delivery itself reads no database.
+    # off (server.realtime.shared.unsupported_reason); the subscription resolvers say an outage
+    # themselves (server/app/blog/graph/subscriptions.py).
     extensions=[lambda: AddValidationRules(LIMITS), *_cached_documents()],
 )

@@ -234,7 +234,10 @@ POSTS_CHANNEL = env.str("POSTS_CHANNEL", default="posts_notifications")
 FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="shared")
 if FANOUT_MODE not in {"shared", "hub", "per-socket"}:
     raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'shared', 'hub' or 'per-socket', not {FANOUT_MODE!r}")
-HUB_REJOIN_SECONDS = env.float("POSTWIRE_HUB_REJOIN_SECONDS", default=min(3600.0, CHANNEL_GROUP_EXPIRY / 4))
+# Empty (compose passes it through empty) means: computed from the expiry, so a short expiry
+# cannot outlive a pinned re-join interval.
+_rejoin = env.str("POSTWIRE_HUB_REJOIN_SECONDS", default="")
+HUB_REJOIN_SECONDS = float(_rejoin) if _rejoin else min(3600.0, CHANNEL_GROUP_EXPIRY / 4)
 HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
 # How often the hub checks that Redis still lists it in the group (lost on a Redis restart).
 HUB_CHECK_SECONDS = env.float("POSTWIRE_HUB_CHECK_SECONDS", default=5.0)

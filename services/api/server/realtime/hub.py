@@ -143,6 +143,10 @@ class Hub:
         # Highest seq delivered, plus a window of recent seqs: a seq can arrive live and again
         # from a catch-up query; subscribers must see it once.
         self._high_seq: int | None = None
+        # Set once _high_seq is known (the hub's first session read it): a replay must not start
+        # before, or an event committed between the replay's query and that read would be
+        # neither replayed nor delivered (a fresh node, in a rolling restart).
+        self._start_known = asyncio.Event()
         self._recent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self.connected = asyncio.Event()
         self.channel_name: str | None = None
@@ -166,6 +170,8 @@ class Hub:
         metrics.LIVE_SUBSCRIPTIONS.inc()
         try:
             self._ensure_running()
+            if after is not None:
+                await self._start_known.wait()
             # Live events can arrive out of seq order (two publishes committing in the other
             # order), so live delivery is never filtered by "seq <= last seen"; the hub already
             # hands each seq out once. Only the replay can overlap with the live queue.
@@ -203,6 +209,7 @@ class Hub:
             self._ensure_running()
             last = after
             if after is not None:
+                await self._start_known.wait()
                 async for event in self._stored_after(after, kinds):
                     sub.replayed.add(event.seq)
                     last = event.seq
@@ -384,6 +391,7 @@ class Hub:
         layer = get_channel_layer(self._layer_alias)
         if self._high_seq is None:
             self._high_seq = await self._latest_seq()
+        self._start_known.set()
         # The default "specific." prefix matters: channels_redis has one receive lock per layer
         # and its holder only reads its own prefix's queue, so a hub on another prefix would
         # starve behind this process's WebSocket consumers.

@@ -8,6 +8,7 @@ replay of `after` and the errors that end a subscription: a subscriber too slow 
 one resuming from before the oldest retained event (server.realtime.hub.EventsNotRetained).
 """
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import strawberry
@@ -15,12 +16,15 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from strawberry.types import Info
 
+from server import errors
 from server.app.blog import per_socket
 from server.app.blog.graph.types import DraftActivity, PostNotification, Seq
 from server.app.blog.models import PostEvent
 from server.app.blog.notifications import Notification, get_hub
 from server.realtime import shared
 from server.realtime.metrics import NOTIFICATIONS_DELIVERED
+
+log = logging.getLogger(__name__)
 
 _ALL_KINDS = frozenset(PostEvent.Kind.values)
 
@@ -34,9 +38,15 @@ async def _events(info: Info, kinds, after: int | None, to_source: Callable[[Not
         if settings.FANOUT_MODE == "shared":
             target = shared.target(info, to_source=to_source, delivered=delivered)
         events = get_hub().stream(kinds, after=after, target=target)
-    async for n in events:
-        delivered.inc()
-        yield to_source(n)
+    try:
+        async for n in events:
+            delivered.inc()
+            yield to_source(n)
+    except Exception as exc:
+        if not errors.is_outage(exc):
+            raise
+        log.warning("subscription %s ended by an outage: %s: %s", info.field_name, type(exc).__name__, exc)
+        raise errors.ServiceUnavailable() from exc
 
 
 @strawberry.type
