@@ -128,11 +128,6 @@ def published_seqs(database_url: str, since: int) -> list[int]:
     return [r[0] for r in rows]
 
 
-def latest_seq(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT coalesce(max(seq), 0) FROM blog_postevent").fetchone()[0]
-
-
 def report(row: str, outcome: dict, **more) -> None:
     """One line of the matrix's table in the test output (pytest -s, or the -rA summary)."""
     print(f"\nFAULT ROW | {row} | {outcome | more}")
@@ -153,7 +148,6 @@ class Matrix:
         self.expected: list[int] = []
 
     async def __aenter__(self) -> Matrix:
-        self.since = latest_seq(self.stack.database_url)
         self._tasks = [asyncio.create_task(t.run(self._stop)) for t in self.trackers]
         # Live = every tracker has its first connection and has received a warm-up publish.
         warm = GraphQLHttp(self.stack.http_url)
