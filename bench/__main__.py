@@ -35,9 +35,9 @@ sys.path[:0] = [p for p in (str(REPO), str(LOADTEST_SRC)) if p not in sys.path]
 from bench import machine, table  # noqa: E402
 from bench.sampler import Sampler, vm_hwm_bytes  # noqa: E402
 from devstack.backing import Postgres, Redis  # noqa: E402
-from devstack.stack import Stack  # noqa: E402
+from devstack.stack import STAFF_PASSWORD, STAFF_USERNAME, Stack  # noqa: E402
 
-STAFF = ("admin", "postwire-admin")
+STAFF = (STAFF_USERNAME, STAFF_PASSWORD)
 NODE_PEER = REPO / "bench" / "node-peer"
 SOCKETS_PER_NGINX_WORKER = 5000  # each proxied WebSocket holds two of a worker's connections
 
@@ -47,33 +47,59 @@ def csv_list(kind):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=csv_list(int), default=[2000], help="subscriber counts, e.g. 2000,10000")
     p.add_argument("--ws-nodes", type=csv_list(int), default=[3], help="WebSocket node counts (default 3)")
-    p.add_argument("--fanout", type=csv_list(str), default=["shared", "hub", "node"],
-                   help="shared (postwire), hub (postwire's plain path), per-socket (the tutorial), "
-                        "node (the Node.js graphql-ws peer); default shared,hub,node")
-    p.add_argument("--layer", type=csv_list(str), default=["pubsub"],
-                   help="pubsub (RedisPubSubChannelLayer, the default here: the Node peer reads it too) "
-                        "and/or core (RedisChannelLayer)")
+    p.add_argument(
+        "--fanout",
+        type=csv_list(str),
+        default=["shared", "hub", "node"],
+        help="shared (postwire), hub (postwire's plain path), per-socket (the tutorial), "
+        "node (the Node.js graphql-ws peer); default shared,hub,node",
+    )
+    p.add_argument(
+        "--layer",
+        type=csv_list(str),
+        default=["pubsub"],
+        help="pubsub (RedisPubSubChannelLayer, the default here: the Node peer reads it too) "
+        "and/or core (RedisChannelLayer)",
+    )
     p.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per run (default 30)")
-    p.add_argument("--rate", type=csv_list(float), default=[1.0],
-                   help="publishes per second; several (e.g. 5,10,20,40) make a capacity sweep (default 1)")
+    p.add_argument(
+        "--rate",
+        type=csv_list(float),
+        default=[1.0],
+        help="publishes per second; several (e.g. 5,10,20,40) make a capacity sweep (default 1)",
+    )
     p.add_argument("--ramp-rate", type=float, default=500.0, help="new sockets per second (default 500)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds allowed for the last deliveries")
-    p.add_argument("--nginx-worker-connections", type=int, default=19000,
-                   help="per nginx worker; each proxied WebSocket takes two (default 19000: the open-file "
-                        "limit is 20,000 per process)")
-    p.add_argument("--nginx-workers", type=int, default=0,
-                   help=f"nginx worker processes (default: one per {SOCKETS_PER_NGINX_WORKER} sockets, at least 2)")
+    p.add_argument(
+        "--nginx-worker-connections",
+        type=int,
+        default=19000,
+        help="per nginx worker; each proxied WebSocket takes two (default 19000: the open-file "
+        "limit is 20,000 per process)",
+    )
+    p.add_argument(
+        "--nginx-workers",
+        type=int,
+        default=0,
+        help=f"nginx worker processes (default: one per {SOCKETS_PER_NGINX_WORKER} sockets, at least 2)",
+    )
     p.add_argument("--protocol", default="graphql-transport-ws", help="passed to the load tester")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where the table goes")
     p.add_argument("--label", default="", help="appended to the result file names")
     p.add_argument("--no-plots", action="store_true", help="do not copy each run's plot next to the table")
     p.add_argument("--keep-logs", action="store_true", help="keep every run's stack logs and load-test output")
-    p.add_argument("--extra-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the stack's nodes (repeatable)")
+    p.add_argument(
+        "--extra-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the stack's nodes (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -90,8 +116,7 @@ def configurations(args) -> list[dict]:
         if fanout == "node" and layer != "pubsub":
             continue  # the Node peer subscribes to the pubsub layer's channel
         name = f"K{k}-{fanout}-{layer}-N{n}" + (f"-R{rate:g}" if len(args.rate) > 1 or rate != 1 else "")
-        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n, "rate": rate,
-                     "name": name})
+        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n, "rate": rate, "name": name})
     return rows
 
 
@@ -108,21 +133,46 @@ def children_cpu() -> float:
 def run_loadtest(args, stack: Stack, conf: dict, out_dir: Path, run_id: str) -> tuple[int, dict | None, float]:
     """The load tester as a separate process (its own fd limit, its own worker processes)."""
     argv = [
-        sys.executable, "-m", "postwire_loadtest", "--url", stack.http_url, "--username", STAFF[0],
-        "-n", str(conf["subscribers"]), "--rate", str(conf["rate"]), "--duration", str(args.duration),
-        "--drain", str(args.drain), "--ramp-rate", str(args.ramp_rate), "--protocol", args.protocol,
-        "--run-id", run_id, "--out", str(out_dir), "--progress", "plain",
+        sys.executable,
+        "-m",
+        "postwire_loadtest",
+        "--url",
+        stack.http_url,
+        "--username",
+        STAFF[0],
+        "-n",
+        str(conf["subscribers"]),
+        "--rate",
+        str(conf["rate"]),
+        "--duration",
+        str(args.duration),
+        "--drain",
+        str(args.drain),
+        "--ramp-rate",
+        str(args.ramp_rate),
+        "--protocol",
+        args.protocol,
+        "--run-id",
+        run_id,
+        "--out",
+        str(out_dir),
+        "--progress",
+        "plain",
     ]
     if args.keep_logs:
         argv.append("--save-receipts")
-    env = dict(os.environ, POSTWIRE_PASSWORD=STAFF[1],
-               PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        POSTWIRE_PASSWORD=STAFF[1],
+        PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC), os.environ.get("PYTHONPATH")])),
+    )
     expected = conf["subscribers"] / args.ramp_rate + 30 + args.duration + args.drain
     before = children_cpu()
     with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
         try:
-            code = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=expected + 300).returncode
+            code = subprocess.run(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=expected + 300
+            ).returncode
         except subprocess.TimeoutExpired:
             code = -1
     cpu = children_cpu() - before
@@ -149,9 +199,16 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     extra.update(dict(kv.split("=", 1) for kv in args.extra_env))
     nginx_workers = args.nginx_workers or max(2, -(-conf["subscribers"] // SOCKETS_PER_NGINX_WORKER))
     row["nginx_workers"] = nginx_workers
-    stack = Stack(ws_nodes=conf["ws_nodes"], api_nodes=1, run_dir=run_dir / "stack", database_url=database_url,
-                  redis_url=redis_url, staff_username=STAFF[0], staff_password=STAFF[1], extra_env=extra,
-                  ws_command=ws_command, nginx_workers=nginx_workers)
+    stack = Stack(
+        ws_nodes=conf["ws_nodes"],
+        api_nodes=1,
+        run_dir=run_dir / "stack",
+        database_url=database_url,
+        redis_url=redis_url,
+        extra_env=extra,
+        ws_command=ws_command,
+        nginx_workers=nginx_workers,
+    )
     try:
         t0 = time.monotonic()
         stack.start()
@@ -195,12 +252,29 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
             entry["subscribers"] = subs
             if subs:
                 entry["kib_per_subscriber"] = round((hwm[name] - rss_start) / 1024 / subs, 1)
+                # Idle: every socket connected and subscribed, before the measured publishes.
+                idle = sampler.rss_before(name, pub_start)
+                if idle:
+                    entry["idle_kib_per_subscriber"] = round((idle - rss_start) / 1024 / subs, 1)
         processes[name] = entry
     row.update(
         publish_phase_s=round(pub_end - pub_start, 2),
         processes=processes,
-        results={k: results[k] for k in ("deliveries", "latency_ms", "last_subscriber_ms", "subscribers", "warmup",
-                                          "publishes", "errors", "outcome", "nodes", "load_generator")},
+        results={
+            k: results[k]
+            for k in (
+                "deliveries",
+                "latency_ms",
+                "last_subscriber_ms",
+                "subscribers",
+                "warmup",
+                "publishes",
+                "errors",
+                "outcome",
+                "nodes",
+                "load_generator",
+            )
+        },
     )
     row["derived"] = derived(row)
     plot = run_dir / "loadtest" / "plot.png"
@@ -221,6 +295,7 @@ def derived(row: dict) -> dict:
     ws_cpu = sum(p["cpu_s_publish_phase"] or 0 for p in ws.values())
     subs = sum(p.get("subscribers", 0) for p in ws.values())
     grown = [p["kib_per_subscriber"] * p["subscribers"] for p in ws.values() if p.get("kib_per_subscriber")]
+    idle = [p["idle_kib_per_subscriber"] * p["subscribers"] for p in ws.values() if p.get("idle_kib_per_subscriber")]
     phase = row["publish_phase_s"] or 1
     # Which process was busiest during the publish phase, in cores (1.0 = one core all the time).
     # The load generator's figure covers its worker processes and coordinator.
@@ -233,9 +308,11 @@ def derived(row: dict) -> dict:
         "ws_cpu_s_publish_phase": round(ws_cpu, 3),
         "ws_cpu_us_per_delivery": round(ws_cpu / delivered * 1e6, 1) if delivered else None,
         "ws_kib_per_subscription": round(sum(grown) / subs, 1) if grown and subs else None,
+        "ws_idle_kib_per_subscription": round(sum(idle) / subs, 1) if idle and subs else None,
         "ws_peak_rss_mib": round(sum(p.get("vm_hwm_mib") or 0 for p in ws.values()), 1),
         "deliveries_per_s": round(delivered / phase, 1),
-        "busiest": busiest, "busiest_cores": round(busy[busiest], 2) if busiest else None,
+        "busiest": busiest,
+        "busiest_cores": round(busy[busiest], 2) if busiest else None,
         "cores_busy_publish_phase": {k: round(v, 2) for k, v in sorted(busy.items(), key=lambda kv: -kv[1])},
     }
 
@@ -252,13 +329,22 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix=f"postwire-bench-{stamp}-"))
     args.plots_dir = None if args.no_plots else args.out / f"{name}-plots"
     report = {
-        "name": name, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine.machine(), "source": machine.source(), "versions": machine.versions(),
-        "settings": {"duration_s": args.duration, "rates_per_s": args.rate, "ramp_rate_per_s": args.ramp_rate,
-                     "drain_s": args.drain, "protocol": args.protocol, "api_nodes": 1,
-                     "nginx_workers": args.nginx_workers or f"one per {SOCKETS_PER_NGINX_WORKER} sockets, >= 2",
-                     "nginx_worker_connections": args.nginx_worker_connections,
-                     "extra_env": args.extra_env},
+        "name": name,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine.machine(),
+        "source": machine.source(),
+        "versions": machine.versions(),
+        "settings": {
+            "duration_s": args.duration,
+            "rates_per_s": args.rate,
+            "ramp_rate_per_s": args.ramp_rate,
+            "drain_s": args.drain,
+            "protocol": args.protocol,
+            "api_nodes": 1,
+            "nginx_workers": args.nginx_workers or f"one per {SOCKETS_PER_NGINX_WORKER} sockets, >= 2",
+            "nginx_worker_connections": args.nginx_worker_connections,
+            "extra_env": args.extra_env,
+        },
         "runs": [],
     }
     print(f"bench: {len(confs)} run(s); work dir {work}", flush=True)

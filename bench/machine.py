@@ -11,8 +11,20 @@ from importlib import metadata
 from devstack.proc import StartupError, require
 
 PACKAGES = [
-    "django", "channels", "channels-redis", "daphne", "twisted", "autobahn", "strawberry-graphql",
-    "strawberry-graphql-django", "graphql-core", "redis", "gunicorn", "psycopg", "uvloop", "hdrhistogram",
+    "django",
+    "channels",
+    "channels-redis",
+    "daphne",
+    "twisted",
+    "autobahn",
+    "strawberry-graphql",
+    "strawberry-graphql-django",
+    "graphql-core",
+    "redis",
+    "gunicorn",
+    "psycopg",
+    "uvloop",
+    "hdrhistogram",
     "psutil",
 ]
 NODE_PEER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "node-peer")
@@ -68,8 +80,10 @@ def source() -> dict:
         except (OSError, subprocess.TimeoutExpired):
             return ""
 
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "api_uncommitted_changes": bool(git("status", "--porcelain", "--", "services/api", "devstack", "nginx"))}
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "api_uncommitted_changes": bool(git("status", "--porcelain", "--", "services/api", "devstack", "nginx")),
+    }
 
 
 def versions() -> dict:

@@ -101,6 +101,11 @@ class Sampler:
 
         return round(at(end) - at(start), 3)
 
+    def rss_before(self, name: str, t: float) -> int | None:
+        """The resident set of the last sample taken at or before `t` (wall clock)."""
+        before = [p[2] for p in self.series[name] if p[0] <= t]
+        return before[-1] if before else None
+
     def rss_first_and_peak(self, name: str) -> tuple[int, int]:
         rss = [p[2] for p in self.series[name]]
         return (rss[0], max(rss)) if rss else (0, 0)

@@ -17,8 +17,11 @@ def _num(value, fmt: str = "g") -> str:
 
 
 def _nodes(row: dict, field: str) -> str:
-    values = [f"{v[field]:g}" for k, v in sorted(row.get("processes", {}).items())
-              if k.startswith("ws-") and v.get(field) is not None]
+    values = [
+        f"{v[field]:g}"
+        for k, v in sorted(row.get("processes", {}).items())
+        if k.startswith("ws-") and v.get(field) is not None
+    ]
     return " / ".join(values) or "-"
 
 
@@ -32,12 +35,15 @@ def one_line(row: dict) -> str:
     r, x = row["results"], row["derived"]
     d = r["deliveries"]
     g = r.get("load_generator") or {}
-    return (f"delivered {d['delivered']}/{d['expected']} (missing {d['missing']}, dup {d['duplicates']}); "
-            f"latency p50 {_ms(r['latency_ms'], 'p50')} p99 {_ms(r['latency_ms'], 'p99')} "
-            f"max {_ms(r['latency_ms'], 'max')} ms; WS tier {_num(x['ws_cpu_us_per_delivery'])} us CPU/delivery, "
-            f"{_num(x['ws_kib_per_subscription'])} KiB/subscription; generator "
-            f"{_num(g.get('cpu_us_per_receipt'))} us/receipt, machine idle "
-            f"{_num(g.get('machine_idle_publish_phase'), '.0%')}; busiest {x['busiest']} ({x['busiest_cores']} cores)")
+    return (
+        f"delivered {d['delivered']}/{d['expected']} (missing {d['missing']}, dup {d['duplicates']}); "
+        f"latency p50 {_ms(r['latency_ms'], 'p50')} p99 {_ms(r['latency_ms'], 'p99')} "
+        f"max {_ms(r['latency_ms'], 'max')} ms; WS tier {_num(x['ws_cpu_us_per_delivery'])} us CPU/delivery, "
+        f"{_num(x.get('ws_idle_kib_per_subscription'))} KiB/subscription idle, "
+        f"{_num(x['ws_kib_per_subscription'])} at peak; generator "
+        f"{_num(g.get('cpu_us_per_receipt'))} us/receipt, machine idle "
+        f"{_num(g.get('machine_idle_publish_phase'), '.0%')}; busiest {x['busiest']} ({x['busiest_cores']} cores)"
+    )
 
 
 def _complete(row: dict) -> bool:
@@ -47,6 +53,10 @@ def _complete(row: dict) -> bool:
 
 def _p99(row: dict) -> float | None:
     return row["results"]["latency_ms"].get("p99") if row["results"]["latency_ms"].get("count") else None
+
+
+def _idle_kib(row: dict):
+    return row["derived"].get("ws_idle_kib_per_subscription")
 
 
 def _ratio(a, b) -> str:
@@ -63,8 +73,12 @@ def markdown(report: dict) -> str:
         f"kernel {m['kernel']}, Python {m['python']}.",
         "",
         f"postwire commit {report.get('source', {}).get('commit')}"
-        + (" (with uncommitted changes to the API, devstack or nginx)"
-           if report.get("source", {}).get("api_uncommitted_changes") else "") + ".",
+        + (
+            " (with uncommitted changes to the API, devstack or nginx)"
+            if report.get("source", {}).get("api_uncommitted_changes")
+            else ""
+        )
+        + ".",
         "",
         *([f"> {report['note']}", ""] if report.get("note") else []),
         f"Each run starts a fresh stack (nginx, {s['api_nodes']} gunicorn, K WebSocket nodes; a new database and "
@@ -80,15 +94,16 @@ def markdown(report: dict) -> str:
         "## Results",
         "",
         "| run | engine | N | publishes/s | delivered / expected | dup | p50 ms | p99 ms | max ms "
-        "| WS tier CPU µs per delivery | KiB per subscription | WS tier peak RSS MiB | connect p99 ms "
-        "| generator µs per receipt | machine idle | busiest process (cores) | errors |",
-        "|" + "---|" * 17,
+        "| WS tier CPU µs per delivery | KiB per subscription idle | at peak | WS tier peak RSS MiB "
+        "| connect p99 ms | publish request p50 / p99 ms | generator µs per receipt | machine idle "
+        "| busiest process (cores) | errors |",
+        "|" + "---|" * 19,
     ]
     for row in runs:
         c = row["config"]
         head = f"| {c['name']} | {c['fanout']} | {c['subscribers']} | {c.get('rate', 1):g} "
         if not _ok(row):
-            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 12 + "|")
+            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 14 + "|")
             continue
         r, x = row["results"], row["derived"]
         d, lat = r["deliveries"], r["latency_ms"]
@@ -97,37 +112,60 @@ def markdown(report: dict) -> str:
         if r["outcome"].get("failure"):
             errors = f"run failed: {r['outcome']['failure']}; " + errors
         idle = _num(g.get("machine_idle_publish_phase"), ".0%")
+        publish = r["publishes"].get("response_ms")
         if g.get("machine_saturated"):
             idle += " **saturated**"
         lines.append(
             head + f"| {d['delivered']} / {d['expected']} | {d['duplicates']} | {_ms(lat, 'p50')} | {_ms(lat, 'p99')} "
-            f"| {_ms(lat, 'max')} | {_num(x['ws_cpu_us_per_delivery'])} | {_num(x['ws_kib_per_subscription'])} "
+            f"| {_ms(lat, 'max')} | {_num(x['ws_cpu_us_per_delivery'])} "
+            f"| {_num(x.get('ws_idle_kib_per_subscription'))} "
+            f"| {_num(x['ws_kib_per_subscription'])} "
             f"| {x['ws_peak_rss_mib']:g} | {_ms(r['subscribers']['connect_ms'], 'p99')} "
+            f"| {_ms(publish, 'p50')} / {_ms(publish, 'p99')} "
             f"| {_num(g.get('cpu_us_per_receipt'))} | {idle} | {x['busiest']} ({x['busiest_cores']}) | {errors} |"
         )
 
     # --- postwire / Node, same N and rate ------------------------------------------------------
-    peers = {(r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]): r
-             for r in runs if r["config"]["fanout"] == "node" and _ok(r)}
-    compared = [r for r in runs if r["config"]["fanout"] != "node" and _ok(r)
-                and (r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]) in peers]
+    peers = {
+        (r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]): r
+        for r in runs
+        if r["config"]["fanout"] == "node" and _ok(r)
+    }
+    compared = [
+        r
+        for r in runs
+        if r["config"]["fanout"] != "node"
+        and _ok(r)
+        and (r["config"]["subscribers"], r["config"].get("rate", 1), r["config"]["ws_nodes"]) in peers
+    ]
     if compared:
-        lines += ["", "## postwire / Node peer (same N, rate and K; below 1 means postwire is cheaper or faster)",
-                  "", "| run | p99 ratio | CPU per delivery ratio | memory per subscription ratio |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## postwire / Node peer (same N, rate and K; below 1 means postwire is cheaper or faster)",
+            "",
+            "| run | p99 ratio | CPU per delivery ratio | idle memory per subscription ratio |",
+            "|---|---|---|---|",
+        ]
         for row in compared:
             c = row["config"]
             peer = peers[(c["subscribers"], c.get("rate", 1), c["ws_nodes"])]
             lines.append(
                 f"| {c['name']} | {_ratio(_p99(row), _p99(peer))} "
                 f"| {_ratio(row['derived']['ws_cpu_us_per_delivery'], peer['derived']['ws_cpu_us_per_delivery'])} "
-                f"| {_ratio(row['derived']['ws_kib_per_subscription'], peer['derived']['ws_kib_per_subscription'])} |")
+                f"| {_ratio(_idle_kib(row), _idle_kib(peer))} |"
+            )
 
     # --- capacity: several rates at one N -------------------------------------------------------
     rates = sorted({r["config"].get("rate", 1) for r in runs})
     if len(rates) > 1:
-        lines += ["", f"## Capacity (highest deliveries/s with 100 % delivered and p99 < {CAPACITY_P99_MS:g} ms)", "",
-                  "| engine | N | K | capacity, deliveries/s | at publishes/s | first failing rate | "
-                  "what saturated first (cores busy at the first failing rate) |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Capacity (highest deliveries/s with 100 % delivered and p99 < {CAPACITY_P99_MS:g} ms)",
+            "",
+            "| engine | N | K | capacity, deliveries/s | at publishes/s | first failing rate | "
+            "what saturated first (cores busy at the first failing rate) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         groups: dict[tuple, list[dict]] = {}
         for row in runs:
             c = row["config"]
@@ -140,24 +178,29 @@ def markdown(report: dict) -> str:
                 else:
                     failing = row
                     break
-            capacity = (f"{best['derived']['deliveries_per_s']:g} | {best['config'].get('rate', 1):g}" if best
-                        else "below the lowest rate tried | -")
+            capacity = (
+                f"{best['derived']['deliveries_per_s']:g} | {best['config'].get('rate', 1):g}"
+                if best
+                else "below the lowest rate tried | -"
+            )
             failed = "none | -"
             if failing is not None:
                 top = list(failing["derived"]["cores_busy_publish_phase"].items())[:3] if _ok(failing) else []
                 idle = ((failing.get("results") or {}).get("load_generator") or {}).get("machine_idle_publish_phase")
-                failed = f"{failing['config'].get('rate', 1):g} | " + (
-                    ", ".join(f"{name} {cores:g}" for name, cores in top) or "-") + (
-                    f"; machine idle {idle:.0%}" if idle is not None else "")
+                failed = (
+                    f"{failing['config'].get('rate', 1):g} | "
+                    + (", ".join(f"{name} {cores:g}" for name, cores in top) or "-")
+                    + (f"; machine idle {idle:.0%}" if idle is not None else "")
+                )
             lines.append(f"| {fanout} | {n} | {k} | {capacity} | {failed} |")
 
     lines += [
         "",
         "## Per WebSocket node",
         "",
-        "| run | node | subscribers | delivered / expected | VmHWM MiB | RSS at start MiB | KiB per subscriber "
-        "| CPU s (whole load test) | CPU s (publish phase) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | node | subscribers | delivered / expected | VmHWM MiB | RSS at start MiB "
+        "| KiB per subscriber idle | at peak | CPU s (whole load test) | CPU s (publish phase) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in runs:
         for name, p in sorted(row.get("processes", {}).items()):
@@ -167,11 +210,18 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {row['config']['name']} | {name} | {p.get('subscribers', 0)} "
                 f"| {node.get('delivered', '-')} / {node.get('expected', '-')} | {p.get('vm_hwm_mib', '-')} "
-                f"| {p['rss_mib_start']} | {p.get('kib_per_subscriber', '-')} | {p['cpu_s_total']} "
+                f"| {p['rss_mib_start']} | {p.get('idle_kib_per_subscriber', '-')} "
+                f"| {p.get('kib_per_subscriber', '-')} "
+                f"| {p['cpu_s_total']} "
                 f"| {p['cpu_s_publish_phase']} |"
             )
-    lines += ["", "## Cores busy during the publish phase (CPU seconds / phase seconds)", "",
-              "| run | processes |", "|---|---|"]
+    lines += [
+        "",
+        "## Cores busy during the publish phase (CPU seconds / phase seconds)",
+        "",
+        "| run | processes |",
+        "|---|---|",
+    ]
     for row in runs:
         if _ok(row):
             busy = ", ".join(f"{k} {v:g}" for k, v in row["derived"]["cores_busy_publish_phase"].items())
@@ -190,8 +240,11 @@ def markdown(report: dict) -> str:
         "- *WS tier CPU per delivery*: CPU seconds of all WebSocket nodes (Daphne, or the Node peer) in the "
         "publish phase (first publish to end of drain, cut from samples every 0.5 s), divided by deliveries. "
         "It includes the kernel's share (a loopback send is most of it) and idle-socket work (pings).",
-        "- *KiB per subscription*: (peak resident set - resident set before the load test) / subscribers, "
-        "over the WebSocket nodes.",
+        "- *KiB per subscription*: *idle* is (resident set just before the first measured publish - resident "
+        "set before the load test) / subscribers: every socket connected and subscribed, nothing in flight. "
+        "*At peak* uses the peak resident set (VmHWM) instead, so it includes the publish phase's buffers.",
+        "- *publish request*: the `publishPost` HTTP request through nginx as the load tester timed it (its "
+        "response, not the deliveries), over the run's publishes.",
         "- *generator µs per receipt*: the load generator's own CPU (coordinator and workers) in the publish "
         "phase per receipt. *machine idle*: idle share of all cores during the publish phase; **saturated** "
         "(under 10 %) means the latency figures measure the machine rather than the system.",

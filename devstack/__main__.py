@@ -9,15 +9,16 @@ import sys
 import time
 
 from devstack.proc import StartupError
-from devstack.stack import Stack
+from devstack.stack import STAFF_PASSWORD, STAFF_USERNAME, Stack
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
     parser.add_argument("--ws-nodes", type=int, default=3, help="Daphne processes (default 3)")
     parser.add_argument("--api-nodes", type=int, default=1, help="gunicorn instances (default 1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("POSTWIRE_HTTP_PORT", 8080)),
-                        help="nginx port (default 8080)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("POSTWIRE_HTTP_PORT", 8080)), help="nginx port (default 8080)"
+    )
     parser.add_argument("--run-dir", help="logs and data (default: a new temporary directory)")
     parser.add_argument("--channel-layer", choices=["core", "pubsub"], help="CHANNEL_LAYER for the nodes")
     parser.add_argument("--fanout", choices=["shared", "hub", "per-socket"], help="POSTWIRE_FANOUT for the nodes")
@@ -29,17 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.fanout:
         extra["POSTWIRE_FANOUT"] = args.fanout
     stack = Stack(
-        ws_nodes=args.ws_nodes, api_nodes=args.api_nodes, port=args.port, run_dir=args.run_dir,
-        database_url=os.environ.get("DATABASE_URL"), redis_url=os.environ.get("REDIS_URL"),
-        staff_username=os.environ.get("POSTWIRE_BOOTSTRAP_USERNAME", "admin"),
-        staff_password=os.environ.get("POSTWIRE_BOOTSTRAP_PASSWORD", "postwire-admin"),
+        ws_nodes=args.ws_nodes,
+        api_nodes=args.api_nodes,
+        port=args.port,
+        run_dir=args.run_dir,
+        database_url=os.environ.get("DATABASE_URL"),
+        redis_url=os.environ.get("REDIS_URL"),
+        staff_username=os.environ.get("POSTWIRE_BOOTSTRAP_USERNAME", STAFF_USERNAME),
+        staff_password=os.environ.get("POSTWIRE_BOOTSTRAP_PASSWORD", STAFF_PASSWORD),
         extra_env=extra,
     )
-    def interrupt(*_):
-        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
-    # Also when started in the background (`bin/devstack &`), where SIGINT arrives ignored.
+    # SIGTERM stops everything as Ctrl-C does (default_int_handler raises KeyboardInterrupt). SIGINT
+    # is set too for a start in the background (`bin/devstack &`), where it arrives ignored.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
@@ -49,15 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stack.stop()
         return 130
-    print(f"""
+    print(
+        f"""
 postwire is up (logs in {stack.run_dir}):
   GraphiQL      {stack.graphql_url}
   subscriptions {stack.ws_url}
   admin         {stack.http_url}/admin/   (staff user: {stack.staff_username} / {stack.staff_password})
   database      {stack.database_url}
   redis         {stack.redis_url}
-  nodes         {', '.join(f'{n.name}=:{n.port}' for n in stack.api + stack.ws)}
-Ctrl-C stops everything.""", flush=True)
+  nodes         {", ".join(f"{n.name}=:{n.port}" for n in stack.api + stack.ws)}
+Ctrl-C stops everything.""",
+        flush=True,
+    )
     try:
         while True:
             dead = [n.name for n in stack.api + stack.ws if not n.process.alive()]

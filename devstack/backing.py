@@ -49,9 +49,23 @@ class Postgres:
         if os.geteuid() == 0:
             subprocess.run(["chown", "nobody:nogroup", str(sockets)], check=True)
         argv = drop_root_prefix() + [
-            postgres, "-D", str(data), "-p", str(self.port), "-k", str(sockets),
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=300",
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(sockets),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
         ]
         self.process = Process("postgres", argv, log_dir=self.log_dir).start()
         self.process.wait_for_port(self.port, timeout=60)
@@ -75,15 +89,40 @@ class Postgres:
     def create_database(self, name: str) -> str:
         psql = require("psql", PG_HINT)
         exists = subprocess.run(
-            [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postwire", "-d", "postgres", "-Atc",
-             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-            capture_output=True, text=True, check=True,
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postwire",
+                "-d",
+                "postgres",
+                "-Atc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if not exists:
             subprocess.run(
-                [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postwire", "-d", "postgres", "-qc",
-                 f'CREATE DATABASE "{name}"'],
-                check=True, capture_output=True,
+                [
+                    psql,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postwire",
+                    "-d",
+                    "postgres",
+                    "-qc",
+                    f'CREATE DATABASE "{name}"',
+                ],
+                check=True,
+                capture_output=True,
             )
         return f"postgres://postwire@127.0.0.1:{self.port}/{name}"
 
@@ -116,8 +155,23 @@ class Redis:
     def start(self) -> Redis:
         redis_server = require("redis-server", REDIS_HINT)
         # --dir: a replica (or a promoted one) writes dump.rdb there, not into the caller's cwd.
-        argv = [redis_server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.log_dir), "--save", "",
-                "--appendonly", "no", "--maxclients", "20000", "--daemonize", "no"]
+        argv = [
+            redis_server,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.log_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "20000",
+            "--daemonize",
+            "no",
+        ]
         if self.replica_of:
             argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = Process(f"redis-{self.port}", argv, log_dir=self.log_dir).start()
@@ -139,8 +193,15 @@ class Sentinel:
     """One Redis Sentinel (Debian's redis-sentinel) watching a master on 127.0.0.1. It rewrites
     its config file as it learns, so each gets its own."""
 
-    def __init__(self, run_dir: Path, master_port: int, *, master_name: str = "postwire", quorum: int = 2,
-                 down_after_ms: int = 1000):
+    def __init__(
+        self,
+        run_dir: Path,
+        master_port: int,
+        *,
+        master_name: str = "postwire",
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+    ):
         self.port = free_port()
         self.log_dir = run_dir
         self.conf = run_dir / f"sentinel-{self.port}.conf"

@@ -77,7 +77,11 @@ class Process:
         # Own process group: Ctrl-C in the terminal reaches the supervisor only, which then
         # stops children in order.
         self.popen = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         log.close()

@@ -24,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 API_DIR = REPO / "services" / "api"
 POSTWIRE = API_DIR / "bin" / "postwire"
 NGINX_RENDER = REPO / "nginx" / "render-config.sh"
+# A staff user out of the box, as compose has (settings.py creates none by default).
+STAFF_USERNAME, STAFF_PASSWORD = "admin", "postwire-admin"
 
 
 @dataclass
@@ -47,8 +49,8 @@ class Stack:
         database_url: str | None = None,
         redis_url: str | None = None,
         run_dir: Path | None = None,
-        staff_username: str = "admin",
-        staff_password: str = "postwire-admin",
+        staff_username: str = STAFF_USERNAME,
+        staff_password: str = STAFF_PASSWORD,
         extra_env: dict[str, str] | None = None,
         node_env: dict[str, dict[str, str]] | None = None,
         database_name: str = "postwire",
@@ -102,18 +104,15 @@ class Stack:
     # --- lifecycle ------------------------------------------------------------------------
 
     def app_env(self, node_name: str, port: int) -> dict[str, str]:
+        """Only the local topology; development mode gives the rest its defaults (settings.py)."""
         env = dict(os.environ)
         env.update(
             POSTWIRE_ENV="development",
-            DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY", "devstack-insecure-key"),
-            DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,[::1]",
-            DJANGO_SECURE_COOKIES="false",
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis_url,
             POSTWIRE_NODE_NAME=node_name,
             PORT=str(port),
             BIND="127.0.0.1",  # loopback only, as the README says
-            GRAPHIQL_ENABLED="true",
             POSTWIRE_BOOTSTRAP_USERNAME=self.staff_username,
             POSTWIRE_BOOTSTRAP_PASSWORD=self.staff_password,
             # The venv that runs this supervisor also runs the services.
@@ -191,7 +190,8 @@ class Stack:
             # Each proxied WebSocket holds two connections of a worker; the open-file limit is
             # 20,000 per process, so this lets one worker carry ~9,500 sockets.
             NGINX_WORKER_CONNECTIONS=os.environ.get("NGINX_WORKER_CONNECTIONS", "19000"),
-            POSTWIRE_NGINX_WS_CONNS_PER_IP="0", POSTWIRE_NGINX_GRAPHQL_RATE="0",  # load tests: one client address
+            POSTWIRE_NGINX_WS_CONNS_PER_IP="0",
+            POSTWIRE_NGINX_GRAPHQL_RATE="0",  # load tests: one client address
         )
         result = subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True)
         return result.stdout
@@ -204,8 +204,17 @@ class Stack:
         (self.run_dir / "nginx").mkdir(exist_ok=True)
         conf = self.run_dir / "nginx.conf"
         conf.write_text(self.nginx_conf())
-        argv = [nginx, "-e", str(self.run_dir / "nginx-error.log"), "-p", str(self.run_dir / "nginx"),
-                "-c", str(conf), "-g", "daemon off;"]
+        argv = [
+            nginx,
+            "-e",
+            str(self.run_dir / "nginx-error.log"),
+            "-p",
+            str(self.run_dir / "nginx"),
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ]
         check = subprocess.run([*argv[:-2], "-t", "-q"], capture_output=True, text=True)
         if check.returncode != 0:
             raise StartupError(f"nginx rejected the rendered config:\n{check.stderr}")
@@ -237,8 +246,11 @@ class Stack:
     def manage(self, *args: str) -> str:
         """Run a manage.py command against this stack's database (test setup, not a client path)."""
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=API_DIR, env=self.app_env("manage", 0),
-            capture_output=True, text=True,
+            [sys.executable, "manage.py", *args],
+            cwd=API_DIR,
+            env=self.app_env("manage", 0),
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

@@ -8,6 +8,18 @@ from django.conf import settings
 
 from server.app.blog.notifications import get_hub
 
+# Django's default hasher, PBKDF2 at 1,000,000 iterations, costs about a second of CPU for every
+# create_user, login and check_password on this machine; cookiecutter-django's test settings
+# use MD5 for the same reason. Only this tier's in-process code is affected: what the product
+# hashes with is pinned by tests/api/authentication/test_password_hashing.py, and every process
+# a test starts (gunicorn, Daphne, manage.py) keeps the product's settings.
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = FAST_PASSWORD_HASHERS
+
 
 @pytest.fixture(autouse=True)
 def _fresh_hub():

@@ -27,10 +27,19 @@ def fresh_database():
 
 
 def test_concurrent_migrations_take_turns_and_bootstrap_one_staff_user(fresh_database):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DATABASE_URL": fresh_database, "POSTWIRE_BOOTSTRAP_USERNAME": "boot",
-           "POSTWIRE_BOOTSTRAP_PASSWORD": "a-long-bootstrap-password"}
-    runs = [subprocess.Popen([str(POSTWIRE), "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for _ in range(3)]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "DATABASE_URL": fresh_database,
+        "POSTWIRE_BOOTSTRAP_USERNAME": "boot",
+        "POSTWIRE_BOOTSTRAP_PASSWORD": "a-long-bootstrap-password",
+    }
+    runs = [
+        subprocess.Popen(
+            [str(POSTWIRE), "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = [run.communicate(timeout=180)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     # One of them applied the migrations; the others found nothing to do.

@@ -49,7 +49,9 @@ def validation_errors(document: str) -> list[str]:
 
 def test_aliases_beyond_the_limit_are_refused():
     assert validation_errors("{ me { " + " ".join(f"a{i}: username" for i in range(15)) + " } }") == []
-    assert errors("{ me { " + " ".join(f"a{i}: username" for i in range(16)) + " } }") == ["16 aliases found. Allowed: 15"]
+    assert errors("{ me { " + " ".join(f"a{i}: username" for i in range(16)) + " } }") == [
+        "16 aliases found. Allowed: 15"
+    ]
 
 
 def test_root_fields_beyond_the_limit_are_refused_fragments_included():
@@ -71,8 +73,13 @@ def test_cyclic_introspection_is_refused():
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "POSTWIRE_", "GRAPHIQL_"))}
-    return subprocess.run([sys.executable, "-c", code], cwd=API_DIR, capture_output=True, text=True,
-                          env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", "POSTWIRE_ENV": "development", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=API_DIR,
+        capture_output=True,
+        text=True,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "server.settings", "POSTWIRE_ENV": "development", **env},
+    )
 
 
 EXECUTE = """
@@ -82,14 +89,26 @@ print(json.dumps([e.message for e in schema.execute_sync({document!r}).errors or
 """
 
 
-@pytest.mark.parametrize(("env", "document", "expected"), [
-    ({"POSTWIRE_GRAPHQL_MAX_DEPTH": "2"}, "{ posts { edges { node { title } } } }",
-     ["'anonymous' exceeds maximum operation depth of 2"]),
-    ({"POSTWIRE_GRAPHQL_INTROSPECTION": "false", "GRAPHIQL_ENABLED": "false"}, "{ __schema { queryType { name } } }",
-     ["GraphQL introspection has been disabled, but the requested query contained the field '__schema'.",
-      "GraphQL introspection has been disabled, but the requested query contained the field 'queryType'."]),
-    ({"POSTWIRE_GRAPHQL_INTROSPECTION": "false", "GRAPHIQL_ENABLED": "false"}, "{ __typename }", []),
-], ids=["depth", "introspection off", "typename with introspection off"])
+@pytest.mark.parametrize(
+    ("env", "document", "expected"),
+    [
+        (
+            {"POSTWIRE_GRAPHQL_MAX_DEPTH": "2"},
+            "{ posts { edges { node { title } } } }",
+            ["'anonymous' exceeds maximum operation depth of 2"],
+        ),
+        (
+            {"POSTWIRE_GRAPHQL_INTROSPECTION": "false", "GRAPHIQL_ENABLED": "false"},
+            "{ __schema { queryType { name } } }",
+            [
+                "GraphQL introspection has been disabled, but the requested query contained the field '__schema'.",
+                "GraphQL introspection has been disabled, but the requested query contained the field 'queryType'.",
+            ],
+        ),
+        ({"POSTWIRE_GRAPHQL_INTROSPECTION": "false", "GRAPHIQL_ENABLED": "false"}, "{ __typename }", []),
+    ],
+    ids=["depth", "introspection off", "typename with introspection off"],
+)
 def test_limits_are_settings(env, document, expected):
     result = run_python(EXECUTE.format(document=document), **env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -97,9 +116,14 @@ def test_limits_are_settings(env, document, expected):
 
 
 def test_introspection_is_off_in_production_by_default():
-    result = run_python("import django; django.setup(); from django.conf import settings; "
-                        "print(settings.GRAPHQL_INTROSPECTION, settings.GRAPHIQL_ENABLED)",
-                        POSTWIRE_ENV="production", DJANGO_SECRET_KEY="x" * 50, DATABASE_URL="postgres://u:p@db/p",
-                        REDIS_URL="redis://r:6379/0", DJANGO_ALLOWED_HOSTS="example.com")
+    result = run_python(
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.GRAPHQL_INTROSPECTION, settings.GRAPHIQL_ENABLED)",
+        POSTWIRE_ENV="production",
+        DJANGO_SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u:p@db/p",
+        REDIS_URL="redis://r:6379/0",
+        DJANGO_ALLOWED_HOSTS="example.com",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "False"]

@@ -9,30 +9,27 @@ or the stand-in images every test fails and says why: this tier is never skipped
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.compose.project import REPO, ComposeError, ComposeProject, why_no_docker
+from tests.compose.project import ARTIFACTS, EXPECTED, REPORT, ComposeProject
 from tests.support.client import GraphQLHttp
-
-STAFF = ("admin", "postwire-admin")  # the compose file's default bootstrap user
-EXPECTED = {"postgres": 1, "redis": 1, "migrate": 1, "api": 2, "ws": 3, "nginx": 1}
-ARTIFACTS = REPO / "artifacts"
-
-# Figures printed at the end of the run (pytest_terminal_summary below).
-REPORT: dict[str, str] = {}
+from tests.support.docker import DockerError, why_no_docker
+from tests.support.users import staff_client
 
 
 @pytest.fixture(scope="session")
 def compose(tmp_path_factory) -> ComposeProject:
-    why = why_no_docker()
+    why = why_no_docker(compose=True)
     if why:
-        pytest.fail(f"the compose tier needs a Docker engine and docker-compose: {why}. "
-                    f"Start the engine with `bash .ci/docker-engine.sh` (root).", pytrace=False)
+        pytest.fail(
+            f"the compose tier needs a Docker engine and docker-compose: {why}. "
+            f"Start the engine with `bash .ci/docker-engine.sh` (root).",
+            pytrace=False,
+        )
     try:
         project = ComposeProject(tmp_path_factory.mktemp("compose"))
-    except ComposeError as exc:
+    except DockerError as exc:
         problem = str(exc)
     else:
         problem = None
@@ -49,12 +46,12 @@ def compose(tmp_path_factory) -> ComposeProject:
         project.wait_healthy(EXPECTED)
         healthy = time.monotonic() - start
         REPORT["up → healthy"] = f"{healthy:.1f} s (`up -d` returned after {up_returned:.1f} s)"
-    except ComposeError as exc:
+    except DockerError as exc:
         problem = f"the compose project did not come up: {exc}"
     if problem:
         try:
             _teardown(project)
-        except ComposeError as exc:
+        except DockerError as exc:
             problem += f"\n(and tearing it down failed too: {exc})"
         pytest.fail(problem, pytrace=False)
     yield project
@@ -74,9 +71,7 @@ def _teardown(project: ComposeProject) -> None:
 
 @pytest.fixture
 def staff(compose) -> GraphQLHttp:
-    client = GraphQLHttp(compose.http_url)
-    client.login(*STAFF)
-    return client
+    return staff_client(compose.http_url)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -84,8 +79,3 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("compose tier")
         for key, value in REPORT.items():
             terminalreporter.write_line(f"{key:>14}: {value}")
-
-
-def artifact(name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS / name

@@ -11,69 +11,51 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.proc import free_port
+from tests.support.docker import IMAGES_ENV, DockerError, docker, read_images_env, run
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
-# Written by .ci/base-images.sh: PYTHON_IMAGE=, POSTGRES_IMAGE=, REDIS_IMAGE=, NGINX_IMAGE=.
-IMAGES_ENV = Path(os.environ.get("POSTWIRE_IMAGES_ENV", "/var/cache/postwire/images.env"))
 IMAGE_VARS = ("PYTHON_IMAGE", "POSTGRES_IMAGE", "REDIS_IMAGE", "NGINX_IMAGE", "PROMETHEUS_IMAGE")
 # What a docker client may legitimately need from the caller's environment.
-PASS_THROUGH = ("PATH", "HOME", "LANG", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH",
-                "DOCKER_TLS_VERIFY", "DOCKER_CONTEXT")
+PASS_THROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CONTEXT",
+)
+
+EXPECTED = {"postgres": 1, "redis": 1, "migrate": 1, "api": 2, "ws": 3, "nginx": 1}  # services → replicas
+ARTIFACTS = REPO / "artifacts"
+
+# Figures printed at the end of the run (pytest_terminal_summary in conftest.py).
+REPORT: dict[str, str] = {}
 
 
-class ComposeError(AssertionError):
+def artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / name
+
+
+class ComposeError(DockerError):
     pass
-
-
-def run(args: list[str], *, env: dict | None = None, timeout: float = 600,
-        check: bool = True) -> subprocess.CompletedProcess:
-    try:
-        result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ComposeError(f"{' '.join(args[:6])} ... did not finish within {timeout:.0f} s") from exc
-    if check and result.returncode != 0:
-        raise ComposeError(
-            f"{' '.join(args)} failed with exit status {result.returncode}:\n"
-            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["docker", *args], timeout=timeout, check=check)
-
-
-def why_no_docker() -> str | None:
-    """None when a Docker engine and docker-compose are usable, else the reason."""
-    if shutil.which("docker") is None:
-        return "the docker client is not installed"
-    if shutil.which("docker-compose") is None:
-        return "docker-compose (1.29, Debian package docker-compose) is not installed"
-    try:
-        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                                text=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if result.returncode != 0:
-        return f"`docker info` failed: {result.stderr.strip()}"
-    return None
 
 
 def stand_in_images() -> dict[str, str]:
     """The upstream image overrides: from images.env, else from the environment if all are set."""
-    if IMAGES_ENV.is_file():
-        values = {}
-        for line in IMAGES_ENV.read_text().splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and key in IMAGE_VARS:
-                values[key] = value
+    found = read_images_env()
+    if found is not None:
+        values = {k: v for k, v in found.items() if k in IMAGE_VARS}
         missing = [k for k in IMAGE_VARS if k not in values]
         if missing:
             raise ComposeError(f"{IMAGES_ENV} lacks {', '.join(missing)}: re-run `bash .ci/base-images.sh` (root)")
@@ -84,12 +66,6 @@ def stand_in_images() -> dict[str, str]:
         f"{IMAGES_ENV} is missing: no registry is reachable here, so the upstream images must be "
         f"local stand-ins. Build them with `bash .ci/base-images.sh` (root), or set {', '.join(IMAGE_VARS)}."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -135,13 +111,15 @@ class ComposeProject:
         self.env_file.write_text("")
         self.env = {k: os.environ[k] for k in PASS_THROUGH if k in os.environ}
         self.env.update(stand_in_images())
-        self.env.update({
-            # docker-compose 1.29 builds with `docker build`; this Docker CLI has no buildx, so
-            # the classic builder, said explicitly (it is also the CLI's fallback).
-            "DOCKER_BUILDKIT": "0",
-            "POSTWIRE_HTTP_PORT": str(self.port),
-            "PROMETHEUS_PORT": str(free_port()),
-        })
+        self.env.update(
+            {
+                # docker-compose 1.29 builds with `docker build`; this Docker CLI has no buildx, so
+                # the classic builder, said explicitly (it is also the CLI's fallback).
+                "DOCKER_BUILDKIT": "0",
+                "POSTWIRE_HTTP_PORT": str(self.port),
+                "PROMETHEUS_PORT": str(free_port()),
+            }
+        )
         self.down_done = False
 
     # --- URLs ------------------------------------------------------------------------------
@@ -156,10 +134,20 @@ class ComposeProject:
 
     # --- commands --------------------------------------------------------------------------
 
-    def compose(self, *args: str, profiles: tuple[str, ...] = (), timeout: float = 600,
-                check: bool = True) -> subprocess.CompletedProcess:
-        base = ["docker-compose", "--env-file", str(self.env_file), "-f", str(COMPOSE_FILE),
-                "--project-directory", str(REPO), "-p", self.name]
+    def compose(
+        self, *args: str, profiles: tuple[str, ...] = (), timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        base = [
+            "docker-compose",
+            "--env-file",
+            str(self.env_file),
+            "-f",
+            str(COMPOSE_FILE),
+            "--project-directory",
+            str(REPO),
+            "-p",
+            self.name,
+        ]
         for profile in profiles:
             base += ["--profile", profile]
         return run([*base, *args], env=self.env, timeout=timeout, check=check)
@@ -194,8 +182,10 @@ class ComposeProject:
                     continue
                 ready = [c for c in mine if c.status == "running" and c.health in ("healthy", "")]
                 if len(ready) != count:
-                    problems.append(f"{service}: {len(ready)}/{count} healthy "
-                                    f"({', '.join(f'{c.name}={c.status}/{c.health}' for c in mine)})")
+                    problems.append(
+                        f"{service}: {len(ready)}/{count} healthy "
+                        f"({', '.join(f'{c.name}={c.status}/{c.health}' for c in mine)})"
+                    )
             if not problems:
                 return time.monotonic() - start
             if time.monotonic() - start > timeout:
@@ -209,8 +199,9 @@ class ComposeProject:
     def down(self) -> float:
         start = time.monotonic()
         # With every profile, so that the load tester and monitoring services count as the project's too.
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "10", profiles=("loadtest", "monitoring"),
-                     timeout=300)
+        self.compose(
+            "down", "-v", "--remove-orphans", "--timeout", "10", profiles=("loadtest", "monitoring"), timeout=300
+        )
         self.down_done = True
         return time.monotonic() - start
 

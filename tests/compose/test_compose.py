@@ -17,11 +17,12 @@ import uuid
 import pytest
 import requests
 
-from tests.support.browser import GraphiQLPage, chromium, why_no_browser
-from tests.compose.conftest import EXPECTED, REPORT, STAFF, artifact
-from tests.compose.project import REPO, ComposeProject, docker
+from tests.compose.project import EXPECTED, REPO, REPORT, ComposeProject, artifact
 from tests.stack.fanout import Subscriber, close_all, publish_and_expect, until_live
+from tests.support.browser import GraphiQLPage, chromium, why_no_browser
 from tests.support.client import POST_NOTIFY, Socket
+from tests.support.docker import docker
+from tests.support.users import STAFF
 
 pytestmark = pytest.mark.compose
 
@@ -34,8 +35,9 @@ async def subscribe(url: str, index: int) -> Subscriber:
     return Subscriber(socket, await socket.start(POST_NOTIFY), node)
 
 
-async def subscribe_until_every_node(url: str, nodes: set[str], *, at_most: int = 80,
-                                     deadline: float = 90.0) -> list[Subscriber]:
+async def subscribe_until_every_node(
+    url: str, nodes: set[str], *, at_most: int = 80, deadline: float = 90.0
+) -> list[Subscriber]:
     """Open subscribers through nginx until each of `nodes` holds at least one. nginx picks an
     address of the `ws` name at random per connection, so this takes a handful per node."""
     subscribers: list[Subscriber] = []
@@ -44,8 +46,10 @@ async def subscribe_until_every_node(url: str, nodes: set[str], *, at_most: int 
         while not nodes <= {s.node for s in subscribers}:
             if len(subscribers) >= at_most or time.monotonic() - start > deadline:
                 seen = {s.node for s in subscribers}
-                raise AssertionError(f"after {len(subscribers)} sockets, nodes {sorted(nodes - seen)} "
-                                     f"never got one (seen: {sorted(seen)})")
+                raise AssertionError(
+                    f"after {len(subscribers)} sockets, nodes {sorted(nodes - seen)} "
+                    f"never got one (seen: {sorted(seen)})"
+                )
             subscribers.append(await subscribe(url, len(subscribers)))
             if len(subscribers) > 3 * len(nodes):
                 await asyncio.sleep(0.5)  # a new replica may not be in nginx's DNS answer yet
@@ -136,14 +140,14 @@ def test_graphiql_in_a_headless_browser(compose, staff):
         subscriber.type("subscription { postNotify { title } }")
         subscriber.run()
         # The subscription is live once a publish shows up; publish over HTTP until one does.
-        title = None
-        for attempt in range(15):
+        title, attempts = None, 0
+        while title is None and attempts < 15:
+            attempts += 1
             gid, candidate = staff.create_post(f"from the test {uuid.uuid4().hex[:6]}")
             assert staff.publish(gid)["data"]["publishPost"]["published"]
             try:
-                WebDriverWait(browser, 3).until(lambda b: candidate in subscriber.result())
+                WebDriverWait(browser, 3).until(lambda b, expected=candidate: expected in subscriber.result())
                 title = candidate
-                break
             except TimeoutException:
                 continue
         assert title, f"no notification reached GraphiQL; result pane: {subscriber.result()!r}"
@@ -153,16 +157,19 @@ def test_graphiql_in_a_headless_browser(compose, staff):
         browser.switch_to.new_window("tab")
         publisher = GraphiQLPage(browser, url)
         login = publisher.execute(
-            f'mutation {{ login(username: "{STAFF[0]}", password: "{STAFF[1]}") {{ username isStaff }} }}')
+            f'mutation {{ login(username: "{STAFF[0]}", password: "{STAFF[1]}") {{ username isStaff }} }}'
+        )
         assert login == {"data": {"login": {"username": STAFF[0], "isStaff": True}}}, login
         browser_title = f"from GraphiQL {uuid.uuid4().hex[:6]}"
         created = publisher.execute(
             f'mutation {{ createPost(input: {{title: "{browser_title}", content: "typed in a browser"}}) '
-            f'{{ __typename ... on Post {{ id }} ... on OperationInfo {{ messages {{ message }} }} }} }}')
+            f"{{ __typename ... on Post {{ id }} ... on OperationInfo {{ messages {{ message }} }} }} }}"
+        )
         assert created["data"]["createPost"]["__typename"] == "Post", created
         published = publisher.execute(
             f'mutation {{ publishPost(input: {{id: "{created["data"]["createPost"]["id"]}"}}) '
-            f'{{ __typename ... on Post {{ published }} ... on OperationInfo {{ messages {{ message }} }} }} }}')
+            f"{{ __typename ... on Post {{ published }} ... on OperationInfo {{ messages {{ message }} }} }} }}"
+        )
         assert published["data"]["publishPost"] == {"__typename": "Post", "published": True}, published
 
         browser.switch_to.window(first_tab)
@@ -171,8 +178,10 @@ def test_graphiql_in_a_headless_browser(compose, staff):
         browser.save_screenshot(str(shot))
         console = browser.get_log("browser")
         resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    REPORT["graphiql"] = (f"subscription live after {attempt + 1} HTTP publish(es); a post published from a "
-                          f"second GraphiQL tab arrived; screenshot {shot.relative_to(REPO)}")
+    REPORT["graphiql"] = (
+        f"subscription live after {attempts} HTTP publish(es); a post published from a "
+        f"second GraphiQL tab arrived; screenshot {shot.relative_to(REPO)}"
+    )
     # Offline: every script and stylesheet came from the page's own origin (no CDN).
     origin = urllib.parse.urlsplit(compose.http_url).netloc
     foreign = [r for r in resources if urllib.parse.urlsplit(r).netloc not in (origin, "")]
@@ -187,15 +196,31 @@ def test_loadtest_profile_runs_against_nginx(compose):
     compose.compose("build", "loadtest", profiles=("loadtest",), timeout=1800)
     built = time.monotonic() - start
     start = time.monotonic()
-    result = compose.compose("run", "--rm", "loadtest", "-n", "30", "--duration", "3", "--rate", "2",
-                             "--min-delivery", "1.0", profiles=("loadtest",), timeout=600, check=False)
+    result = compose.compose(
+        "run",
+        "--rm",
+        "loadtest",
+        "-n",
+        "30",
+        "--duration",
+        "3",
+        "--rate",
+        "2",
+        "--min-delivery",
+        "1.0",
+        profiles=("loadtest",),
+        timeout=600,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "target       http://nginx:8080" in output, output[-4000:]
     deliveries = next(line for line in output.splitlines() if line.startswith("deliveries"))
     assert "missing 0, duplicates 0" in deliveries, deliveries
-    REPORT["loadtest"] = (f"build {built:.1f} s, run {time.monotonic() - start:.1f} s: "
-                          f"{deliveries.split('expected')[0].split()[-1]} delivered")
+    REPORT["loadtest"] = (
+        f"build {built:.1f} s, run {time.monotonic() - start:.1f} s: "
+        f"{deliveries.split('expected')[0].split()[-1]} delivered"
+    )
 
 
 async def test_stopped_ws_replica_clients_reconnect_elsewhere(compose, staff):
@@ -266,9 +291,11 @@ async def test_scaling_ws_out_is_followed_without_touching_nginx(compose, staff)
     # nginx followed the change through Docker's DNS: same container, never restarted.
     assert nginx_identity(compose) == nginx_before
     assert [(c.id, c.started_at) for c in compose.containers("api")] == api_before
-    REPORT["scale out"] = (f"ws 3 → 4 healthy in {scaled:.1f} s; new/restarted replicas "
-                           f"{sorted(after[n] for n in fresh)} got {on_fresh} of {len(subscribers)} new subscribers; "
-                           f"nginx container unchanged")
+    REPORT["scale out"] = (
+        f"ws 3 → 4 healthy in {scaled:.1f} s; new/restarted replicas "
+        f"{sorted(after[n] for n in fresh)} got {on_fresh} of {len(subscribers)} new subscribers; "
+        f"nginx container unchanged"
+    )
 
 
 def test_monitoring_profile_scrapes_every_replica(compose, staff):
@@ -298,8 +325,9 @@ def _check_prometheus(compose, staff):
     gid, _ = staff.create_post("for prometheus")
     staff.publish(gid)
     time.sleep(12)  # two scrapes (every 5 s)
-    live = requests.get(f"{url}/api/v1/query", params={"query": "postwire_live_subscriptions{job='ws'}"},
-                        timeout=5).json()["data"]["result"]
+    live = requests.get(
+        f"{url}/api/v1/query", params={"query": "postwire_live_subscriptions{job='ws'}"}, timeout=5
+    ).json()["data"]["result"]
     assert len(live) == replicas["ws"]
     REPORT["monitoring"] = f"Prometheus scraping {up} (every api and ws replica, found through Docker's DNS)"
 

@@ -2,26 +2,19 @@
 images its pods run, built from this checkout on the local stand-ins of the upstream images."""
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.k8s.manifests import REPO, copy_tree, render
-from tests.k8s.podrunner import docker_available
+from tests.k8s.manifests import REPO, TARGETS, copy_tree, render
+from tests.support.docker import read_images_env, run, why_no_docker
 
-# Every kustomization an operator applies, by name.
-TARGETS = {
-    "dev": "overlays/dev",
-    "prod": "overlays/prod",
-    "loadtest": "jobs/loadtest",
+# The upstream images, where .ci/base-images.sh's images.env names no local stand-in.
+UPSTREAM = {
+    "PYTHON_IMAGE": "python:3.11-slim-bookworm",
+    "POSTGRES_IMAGE": "postgres:15-bookworm",
+    "REDIS_IMAGE": "redis:7-bookworm",
+    "NGINX_IMAGE": "nginx:1.27-bookworm",
 }
-OVERLAYS = ("dev", "prod")
-
-# Written by .ci/base-images.sh: PYTHON_IMAGE=, POSTGRES_IMAGE=, REDIS_IMAGE=, NGINX_IMAGE=.
-IMAGES_ENV = Path(os.environ.get("POSTWIRE_IMAGES_ENV", "/var/cache/postwire/images.env"))
-UPSTREAM = {"PYTHON_IMAGE": "python:3.11-slim-bookworm", "POSTGRES_IMAGE": "postgres:15-bookworm",
-            "REDIS_IMAGE": "redis:7-bookworm", "NGINX_IMAGE": "nginx:1.27-bookworm"}
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +29,17 @@ def rendered(k8s_tree) -> dict[str, list[dict]]:
 
 
 def _build(tag: str, context: str, build_arg: str, base: str) -> None:
-    result = subprocess.run(
+    result = run(
         ["docker", "build", "-q", "--build-arg", f"{build_arg}={base}", "-t", tag, str(REPO / context)],
-        check=False, capture_output=True, text=True, timeout=1200, env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        check=False,
+        timeout=1200,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )
     if result.returncode != 0:
-        pytest.fail(f"docker build of {tag} ({context}, {build_arg}={base}) failed:\n{result.stderr[-3000:]}\n"
-                    f"(no registry here: run `bash .ci/base-images.sh` for local base images)")
+        pytest.fail(
+            f"docker build of {tag} ({context}, {build_arg}={base}) failed:\n{result.stderr[-3000:]}\n"
+            f"(no registry here: run `bash .ci/base-images.sh` for local base images)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -50,16 +47,13 @@ def local_images() -> dict[str, str]:
     """Manifest image repository → local image: postwire's own built from this checkout (the
     build cache makes an unchanged rebuild cheap), upstream ones from images.env.
     POSTWIRE_K8S_API_IMAGE / POSTWIRE_K8S_NGINX_IMAGE name an existing image to use instead."""
-    why = docker_available()
+    why = why_no_docker()
     if why:
-        pytest.fail(f"the k8s boot test needs a Docker engine and has none: {why}. "
-                    f"Start one with `bash .ci/docker-engine.sh` (root).")
-    bases = dict(UPSTREAM)
-    if IMAGES_ENV.exists():
-        for line in IMAGES_ENV.read_text().splitlines():
-            key, sep, value = line.strip().partition("=")
-            if sep and not key.startswith("#"):
-                bases[key] = value
+        pytest.fail(
+            f"the k8s boot test needs a Docker engine and has none: {why}. "
+            f"Start one with `bash .ci/docker-engine.sh` (root)."
+        )
+    bases = {**UPSTREAM, **(read_images_env() or {})}
     api = os.environ.get("POSTWIRE_K8S_API_IMAGE")
     if not api:
         api = "postwire/api:dev"
@@ -68,5 +62,9 @@ def local_images() -> dict[str, str]:
     if not nginx:
         nginx = "postwire/nginx:dev"
         _build(nginx, "nginx", "NGINX_IMAGE", bases["NGINX_IMAGE"])
-    return {"postwire/api": api, "postwire/nginx": nginx,
-            "postgres": bases["POSTGRES_IMAGE"], "redis": bases["REDIS_IMAGE"]}
+    return {
+        "postwire/api": api,
+        "postwire/nginx": nginx,
+        "postgres": bases["POSTGRES_IMAGE"],
+        "redis": bases["REDIS_IMAGE"],
+    }

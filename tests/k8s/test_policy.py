@@ -3,25 +3,37 @@ validity. Each rule names the offenders, so a failure says what to fix."""
 
 import pytest
 
-from tests.k8s.conftest import OVERLAYS, TARGETS
 from tests.k8s.manifests import (
+    OVERLAYS,
+    TARGETS,
     containers,
+    copy_tree,
     find,
     hpa_for,
     of_kind,
     pod_template,
     pods_selected,
     ref,
+    render,
     replicas,
     selects,
+    with_prod_edge,
     workloads,
 )
 
 pytestmark = pytest.mark.k8s
 
 # The "restricted" Pod Security Standard, which the namespace enforces, allows these.
-RESTRICTED_VOLUMES = {"emptyDir", "persistentVolumeClaim", "configMap", "secret", "projected",
-                      "downwardAPI", "csi", "ephemeral"}
+RESTRICTED_VOLUMES = {
+    "emptyDir",
+    "persistentVolumeClaim",
+    "configMap",
+    "secret",
+    "projected",
+    "downwardAPI",
+    "csi",
+    "ephemeral",
+}
 
 
 def each_container(docs):
@@ -42,16 +54,26 @@ def docs(request, rendered):
 
 
 def test_every_container_has_requests_and_limits(docs):
-    missing = [f"{ref(w)} {c['name']}" for w, _, c in each_container(docs)
-               if any(c.get("resources", {}).get(level, {}).get(res) is None
-                      for level in ("requests", "limits") for res in ("cpu", "memory"))]
+    missing = [
+        f"{ref(w)} {c['name']}"
+        for w, _, c in each_container(docs)
+        if any(
+            c.get("resources", {}).get(level, {}).get(res) is None
+            for level in ("requests", "limits")
+            for res in ("cpu", "memory")
+        )
+    ]
     assert missing == []
 
 
 def test_long_running_containers_have_startup_readiness_and_liveness_probes(docs):
-    missing = [f"{ref(w)} {c['name']}: {probe}"
-               for w, kind, c in each_container(docs) if w["kind"] != "Job" and kind == "main"
-               for probe in ("startupProbe", "readinessProbe", "livenessProbe") if probe not in c]
+    missing = [
+        f"{ref(w)} {c['name']}: {probe}"
+        for w, kind, c in each_container(docs)
+        if w["kind"] != "Job" and kind == "main"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+        if probe not in c
+    ]
     assert missing == []
 
 
@@ -84,7 +106,7 @@ def test_pods_use_only_restricted_volumes_and_mount_tmp(docs):
             kinds = set(v) - {"name"}
             if not kinds <= RESTRICTED_VOLUMES:
                 problems.append(f"{ref(w)} volume {v['name']}: {kinds}")
-        for kind, c in containers(w):
+        for _kind, c in containers(w):
             if "/tmp" not in {m["mountPath"] for m in c.get("volumeMounts", [])}:
                 problems.append(f"{ref(w)} {c['name']}: no writable /tmp on a read-only root")
         if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
@@ -93,9 +115,12 @@ def test_pods_use_only_restricted_volumes_and_mount_tmp(docs):
 
 
 def test_service_account_tokens_and_service_links_are_off(docs):
-    problems = [ref(w) for w in workloads(docs)
-                if pod_template(w)["spec"].get("automountServiceAccountToken") is not False
-                or pod_template(w)["spec"].get("enableServiceLinks") is not False]
+    problems = [
+        ref(w)
+        for w in workloads(docs)
+        if pod_template(w)["spec"].get("automountServiceAccountToken") is not False
+        or pod_template(w)["spec"].get("enableServiceLinks") is not False
+    ]
     assert problems == []
 
 
@@ -135,17 +160,27 @@ def test_every_deployment_has_a_disruption_budget_or_is_a_dev_singleton(rendered
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policies_deny_by_default_and_allow_dns(rendered, overlay):
     policies = of_kind(rendered[overlay], "NetworkPolicy")
-    deny = [p for p in policies if p["spec"]["podSelector"] == {}
-            and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
-            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
     assert deny, "no default-deny NetworkPolicy"
-    dns = [p for p in policies if p["spec"]["podSelector"] == {}
-           and any(port.get("port") == 53 for rule in p["spec"].get("egress", []) for port in rule.get("ports", []))]
+    dns = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and any(port.get("port") == 53 for rule in p["spec"].get("egress", []) for port in rule.get("ports", []))
+    ]
     assert dns, "no DNS egress for the default-denied pods"
 
 
 def _allowed(policies, docs, src_name, dst_name, port):
     """Does some egress rule of src and some ingress rule of dst allow src→dst:port?"""
+
     def labels(name):
         return pod_template(next(w for w in workloads(docs) if w["metadata"]["name"] == name))["metadata"]["labels"]
 
@@ -167,20 +202,33 @@ def _allowed(policies, docs, src_name, dst_name, port):
     return rule_allows("egress", src, dst, "to") and rule_allows("ingress", dst, src, "from")
 
 
-@pytest.mark.parametrize("src,dst,port", [
-    ("nginx", "api", 8000), ("nginx", "ws", 8001),
-    ("api", "postgres", 5432), ("ws", "postgres", 5432),
-    ("api", "redis", 6379), ("ws", "redis", 6379),
-])
+@pytest.mark.parametrize(
+    "src,dst,port",
+    [
+        ("nginx", "api", 8000),
+        ("nginx", "ws", 8001),
+        ("api", "postgres", 5432),
+        ("ws", "postgres", 5432),
+        ("api", "redis", 6379),
+        ("ws", "redis", 6379),
+    ],
+)
 def test_dev_network_policies_allow_the_topology(rendered, src, dst, port):
     docs = rendered["dev"]
     assert _allowed(of_kind(docs, "NetworkPolicy"), docs, src, dst, port)
 
 
-@pytest.mark.parametrize("src,dst,port", [
-    ("api", "ws", 8001), ("ws", "api", 8000), ("nginx", "postgres", 5432), ("nginx", "redis", 6379),
-    ("api", "nginx", 8080), ("postgres", "redis", 6379),
-])
+@pytest.mark.parametrize(
+    "src,dst,port",
+    [
+        ("api", "ws", 8001),
+        ("ws", "api", 8000),
+        ("nginx", "postgres", 5432),
+        ("nginx", "redis", 6379),
+        ("api", "nginx", 8080),
+        ("postgres", "redis", 6379),
+    ],
+)
 def test_dev_network_policies_deny_the_rest(rendered, src, dst, port):
     docs = rendered["dev"]
     assert not _allowed(of_kind(docs, "NetworkPolicy"), docs, src, dst, port)
@@ -189,8 +237,9 @@ def test_dev_network_policies_deny_the_rest(rendered, src, dst, port):
 def test_prod_datastore_clients_may_reach_external_datastores_only_on_their_ports(rendered):
     policies = of_kind(rendered["prod"], "NetworkPolicy")
     external = [p for p in policies if any("ipBlock" in peer for r in p["spec"].get("egress", []) for peer in r["to"])]
-    assert external and all(p["spec"]["podSelector"] == {"matchLabels": {"postwire.io/datastore-client": "true"}}
-                            for p in external)
+    assert external and all(
+        p["spec"]["podSelector"] == {"matchLabels": {"postwire.io/datastore-client": "true"}} for p in external
+    )
     ports = {pp["port"] for p in external for r in p["spec"]["egress"] for pp in r.get("ports", [])}
     assert ports == {5432, 6379, 26379}  # 26379: Redis Sentinel
     names = {w["metadata"]["name"] for w in workloads(rendered["prod"])}
@@ -228,8 +277,10 @@ def test_ws_tier_autoscales_gently_and_drains_gracefully(rendered, overlay):
     # The preStop pause, then Daphne's close (application-close-timeout 10 s), with margin.
     assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 30
     assert ws["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert any(selects(p["spec"]["selector"], pod_template(ws)["metadata"]["labels"])
-               for p in of_kind(docs, "PodDisruptionBudget"))
+    assert any(
+        selects(p["spec"]["selector"], pod_template(ws)["metadata"]["labels"])
+        for p in of_kind(docs, "PodDisruptionBudget")
+    )
 
 
 EXPECTED_ROLES = {"api": (["api"], 8000, 10001), "ws": (["ws"], 8001, 10001)}
@@ -277,15 +328,21 @@ def test_settings_differ_between_dev_and_prod_only_where_they_should(rendered):
     assert dev["GRAPHIQL_ENABLED"] == "true" and prod["GRAPHIQL_ENABLED"] == "false"
     for config in (dev, prod):
         assert "nginx" in config["DJANGO_ALLOWED_HOSTS"].split(",")
-    ingress_hosts = {r["host"] for i in of_kind(rendered["prod"], "Ingress") for r in i["spec"]["rules"]}
-    assert ingress_hosts and ingress_hosts <= set(prod["DJANGO_ALLOWED_HOSTS"].split(","))
+    # The public host, whichever edge prod uses (Ingress or Gateway API HTTPRoute).
+    public_hosts = {r["host"] for i in of_kind(rendered["prod"], "Ingress") for r in i["spec"]["rules"]}
+    public_hosts |= {h for route in of_kind(rendered["prod"], "HTTPRoute") for h in route["spec"]["hostnames"]}
+    assert public_hosts and public_hosts <= set(prod["DJANGO_ALLOWED_HOSTS"].split(","))
     for overlay in OVERLAYS:
         for key in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
             assert key not in _config(rendered[overlay]), f"{key} belongs in the Secret"
 
 
-def test_ingress_routes_graphql_and_websockets_with_long_timeouts(rendered):
-    (ingress,) = of_kind(rendered["prod"], "Ingress")
+def test_ingress_routes_graphql_and_websockets_with_long_timeouts(rendered, tmp_path):
+    """The optional Ingress (prod's edge line switched to components/ingress; the default, an
+    HTTPRoute, is checked in test_gateway.py)."""
+    docs = render(with_prod_edge(copy_tree(tmp_path, with_prod_secrets=True), "ingress"))
+    (ingress,) = of_kind(docs, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] in _config(docs)["DJANGO_ALLOWED_HOSTS"].split(",")
     annotations = ingress["metadata"]["annotations"]
     for key in ("proxy-read-timeout", "proxy-send-timeout"):
         assert int(annotations[f"nginx.ingress.kubernetes.io/{key}"]) >= 3600
@@ -316,21 +373,41 @@ def _secret_keys_seen(container: dict) -> set[str] | None:
     """Keys of postwire-secrets this container gets; None if it gets the whole Secret."""
     if any(s.get("secretRef", {}).get("name", "").startswith("postwire-secrets") for s in container.get("envFrom", [])):
         return None
-    return {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", [])
-            if "secretKeyRef" in e.get("valueFrom", {})}
+    return {
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def _pod_specs(docs: list[dict]):
+    """(kind/name, pod spec) of every workload: Deployments, StatefulSets, Jobs and CronJobs."""
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield f"CronJob/{doc['metadata']['name']}", doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_only_the_migrate_init_container_sees_the_bootstrap_password(rendered, overlay):
-    for name in ("api", "ws"):
-        spec = pod_template(find(rendered[overlay], "Deployment", name))["spec"]
+    needs = {
+        "Deployment/api/api": {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+        "Deployment/ws/ws": {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"},
+        "CronJob/prune-events/prune-events": {"DJANGO_SECRET_KEY", "DATABASE_URL"},
+    }
+    seen = set()
+    for workload, spec in _pod_specs(rendered[overlay]):
         for container in spec["containers"] + spec.get("initContainers", []):
+            where = f"{workload}/{container['name']}"
+            seen.add(where)
             keys = _secret_keys_seen(container)
-            if name == "api" and container["name"] == "migrate":
+            if where == "Deployment/api/migrate":
                 assert keys is None  # it creates the staff user: the whole Secret
-            else:
-                assert keys is not None and not any(k.startswith("POSTWIRE_BOOTSTRAP") for k in keys), container["name"]
-                assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= keys
+                continue
+            assert keys is not None and not any(k.startswith("POSTWIRE_BOOTSTRAP") for k in keys), where
+            assert needs.get(where, set()) <= keys, where
+    assert set(needs) | {"Deployment/api/migrate"} <= seen
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -376,6 +453,9 @@ def test_prod_edge_autoscales_and_carries_many_sockets_per_pod(rendered):
     hpa = find(docs, "HorizontalPodAutoscaler", "nginx")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "nginx" and hpa["spec"]["maxReplicas"] >= 2
     assert "replicas" not in find(docs, "Deployment", "nginx")["spec"]  # the HPA owns it
-    env = {e["name"]: e.get("value") for e in pod_template(find(docs, "Deployment", "nginx"))["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value")
+        for e in pod_template(find(docs, "Deployment", "nginx"))["spec"]["containers"][0]["env"]
+    }
     assert int(env["NGINX_WORKER_CONNECTIONS"]) >= 32768
     assert int(env["NGINX_WORKER_RLIMIT_NOFILE"]) > int(env["NGINX_WORKER_CONNECTIONS"])

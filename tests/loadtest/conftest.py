@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import Stack
-
-from tests.loadtest import LOADTEST_SRC  # the CLI subprocess gets the same path
-
-STAFF = ("admin", "postwire-admin")
+from tests.support import LOADTEST_SRC  # the CLI subprocess gets the same path
+from tests.support.stacks import running_stack
+from tests.support.users import STAFF
 
 # The channel layer the stack runs with: the product's default (core) unless overridden, e.g.
 # LOADTEST_TEST_CHANNEL_LAYER=pubsub.
@@ -26,11 +24,8 @@ CHANNEL_LAYER = os.environ.get("LOADTEST_TEST_CHANNEL_LAYER", "core")
 @pytest.fixture(scope="module")
 def lt_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("loadtest-stack")
-    with Stack(ws_nodes=2, api_nodes=1, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1],
-               extra_env={"CHANNEL_LAYER": CHANNEL_LAYER}) as running:
+    with running_stack(run_dir, ws_nodes=2, api_nodes=1, extra_env={"CHANNEL_LAYER": CHANNEL_LAYER}) as running:
         yield running
-    if os.environ.get("KEEP_STACK_LOGS") is None:
-        running.cleanup()
 
 
 @dataclass
@@ -55,12 +50,25 @@ def loadtest(lt_stack, tmp_path):
 
     def run(*args: str, url: str | None = None, timeout: float = 120) -> Outcome:
         out_dir = tmp_path / "results"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC),
-                                                                          os.environ.get("PYTHONPATH")])))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC), os.environ.get("PYTHONPATH")]))
+        )
         # The password comes from the environment, as in a Kubernetes Job.
         env["POSTWIRE_PASSWORD"] = STAFF[1]
-        argv = [sys.executable, "-m", "postwire_loadtest", "--url", url or lt_stack.http_url,
-                "--username", STAFF[0], "--out", str(out_dir), "--progress", "plain", *args]
+        argv = [
+            sys.executable,
+            "-m",
+            "postwire_loadtest",
+            "--url",
+            url or lt_stack.http_url,
+            "--username",
+            STAFF[0],
+            "--out",
+            str(out_dir),
+            "--progress",
+            "plain",
+            *args,
+        ]
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
         results_file = out_dir / "results.json"
         assert results_file.exists(), f"no results.json\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

@@ -15,8 +15,9 @@ import threading
 
 
 class FaultProxy:
-    def __init__(self, upstream_host: str, upstream_port: int, *, drop: bytes | None = None,
-                 duplicate: bytes | None = None):
+    def __init__(
+        self, upstream_host: str, upstream_port: int, *, drop: bytes | None = None, duplicate: bytes | None = None
+    ):
         self.upstream = (upstream_host, upstream_port)
         self.drop_marker = drop
         self.duplicate_marker = duplicate
@@ -56,8 +57,9 @@ class FaultProxy:
         try:
             upstream_r, upstream_w = await asyncio.open_connection(*self.upstream)
             request = await client_r.readuntil(b"\r\n\r\n")
-            lines = [line for line in request.split(b"\r\n")
-                     if not line.lower().startswith(b"sec-websocket-extensions:")]
+            lines = [
+                line for line in request.split(b"\r\n") if not line.lower().startswith(b"sec-websocket-extensions:")
+            ]
             upstream_w.write(b"\r\n".join(lines))
             to_server = asyncio.create_task(self._pipe(client_r, upstream_w))
             client_w.write(await upstream_r.readuntil(b"\r\n\r\n"))

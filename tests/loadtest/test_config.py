@@ -15,9 +15,18 @@ def config(argv, monkeypatch, **env):
 
 
 def test_environment_configures_a_job(monkeypatch, tmp_path):
-    cfg = config([], monkeypatch, POSTWIRE_URL="http://postwire-nginx:8080", POSTWIRE_PASSWORD="s3cret",
-                 LOADTEST_SUBSCRIBERS="20000", LOADTEST_RATE="2", LOADTEST_DURATION="60s",
-                 LOADTEST_MAX_P99="750ms", LOADTEST_MIN_DELIVERY="1.0", LOADTEST_OUT=str(tmp_path))
+    cfg = config(
+        [],
+        monkeypatch,
+        POSTWIRE_URL="http://postwire-nginx:8080",
+        POSTWIRE_PASSWORD="s3cret",
+        LOADTEST_SUBSCRIBERS="20000",
+        LOADTEST_RATE="2",
+        LOADTEST_DURATION="60s",
+        LOADTEST_MAX_P99="750ms",
+        LOADTEST_MIN_DELIVERY="1.0",
+        LOADTEST_OUT=str(tmp_path),
+    )
     assert cfg.graphql_url == "http://postwire-nginx:8080/graphql"
     assert cfg.ws_url == "ws://postwire-nginx:8080/wsgraphql"
     assert (cfg.password, cfg.subscribers, cfg.publishes) == ("s3cret", 20000, 120)
@@ -28,15 +37,23 @@ def test_environment_configures_a_job(monkeypatch, tmp_path):
 
 
 def test_flags_win_over_environment(monkeypatch, tmp_path):
-    cfg = config(["--url", "https://example.test", "-n", "5", "--out", str(tmp_path)], monkeypatch,
-                 POSTWIRE_URL="http://ignored:1", LOADTEST_SUBSCRIBERS="99")
+    cfg = config(
+        ["--url", "https://example.test", "-n", "5", "--out", str(tmp_path)],
+        monkeypatch,
+        POSTWIRE_URL="http://ignored:1",
+        LOADTEST_SUBSCRIBERS="99",
+    )
     assert (cfg.url, cfg.ws_url, cfg.subscribers) == ("https://example.test", "wss://example.test/wsgraphql", 5)
 
 
 def test_durations_and_source_addresses():
     assert parse_duration_ms("500ms") == 500 and parse_duration_ms("1.5s") == 1500 and parse_duration_ms("250") == 250
-    assert parse_source_addresses("127.0.0.2-127.0.0.4,127.0.1.9") == ["127.0.0.2", "127.0.0.3", "127.0.0.4",
-                                                                      "127.0.1.9"]
+    assert parse_source_addresses("127.0.0.2-127.0.0.4,127.0.1.9") == [
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.1.9",
+    ]
     assert len(default_source_addresses("ws://127.0.0.1:8080/wsgraphql")) == 64
     assert default_source_addresses("ws://localhost:8080/wsgraphql")[0] == "127.0.0.2"
     assert default_source_addresses("wss://postwire.example/wsgraphql") == []

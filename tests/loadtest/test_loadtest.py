@@ -20,16 +20,38 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_small_run_reports_every_delivery_exactly_once(lt_stack, loadtest):
     n_subs, m_pubs = 30, 5
     run = loadtest(
-        "-n", str(n_subs), "-m", str(m_pubs), "--rate", "4", "--protocol", "mixed", "--workers", "2",
-        "--run-id", "small", "--min-delivery", "1.0", "--max-duplicates", "0", "--max-p99", "10s",
+        "-n",
+        str(n_subs),
+        "-m",
+        str(m_pubs),
+        "--rate",
+        "4",
+        "--protocol",
+        "mixed",
+        "--workers",
+        "2",
+        "--run-id",
+        "small",
+        "--min-delivery",
+        "1.0",
+        "--max-duplicates",
+        "0",
+        "--max-p99",
+        "10s",
     )
     assert run.returncode == 0, run.stdout + run.stderr
     r = run.results
 
     assert r["deliveries"] == {
         **r["deliveries"],
-        "expected": n_subs * m_pubs, "delivered": n_subs * m_pubs, "missing": 0, "ratio": 1.0,
-        "duplicates": 0, "out_of_order": 0, "interrupted_by_disconnect": 0, "complete_publishes": m_pubs,
+        "expected": n_subs * m_pubs,
+        "delivered": n_subs * m_pubs,
+        "missing": 0,
+        "ratio": 1.0,
+        "duplicates": 0,
+        "out_of_order": 0,
+        "interrupted_by_disconnect": 0,
+        "complete_publishes": m_pubs,
     }
     for n in range(1, m_pubs + 1):
         p = run.publish(n)
@@ -66,8 +88,20 @@ def test_small_run_reports_every_delivery_exactly_once(lt_stack, loadtest):
 def test_subscribers_killed_mid_run_are_disconnections_not_lost_deliveries(loadtest):
     n_subs, m_pubs, killed, after = 30, 6, 10, 3
     run = loadtest(
-        "-n", str(n_subs), "-m", str(m_pubs), "--rate", "4", "--run-id", "drop",
-        "--drop-subscribers", str(killed), "--drop-after-publish", str(after), "--min-delivery", "1.0",
+        "-n",
+        str(n_subs),
+        "-m",
+        str(m_pubs),
+        "--rate",
+        "4",
+        "--run-id",
+        "drop",
+        "--drop-subscribers",
+        str(killed),
+        "--drop-after-publish",
+        str(after),
+        "--min-delivery",
+        "1.0",
     )
     assert run.returncode == 0, run.stdout + run.stderr
     subs = run.results["subscribers"]
@@ -90,8 +124,20 @@ def test_a_swallowed_and_a_duplicated_notification_are_detected(lt_stack, loadte
     n_subs, m_pubs = 20, 5
     with FaultProxy("127.0.0.1", lt_stack.port, drop=b'"lt-fault-3"', duplicate=b'"lt-fault-4"') as proxy:
         run = loadtest(
-            "-n", str(n_subs), "-m", str(m_pubs), "--rate", "4", "--run-id", "fault",
-            "--ws-url", f"ws://127.0.0.1:{proxy.port}/wsgraphql", "--min-delivery", "1.0", "--drain", "3",
+            "-n",
+            str(n_subs),
+            "-m",
+            str(m_pubs),
+            "--rate",
+            "4",
+            "--run-id",
+            "fault",
+            "--ws-url",
+            f"ws://127.0.0.1:{proxy.port}/wsgraphql",
+            "--min-delivery",
+            "1.0",
+            "--drain",
+            "3",
         )
     assert len(proxy.dropped) == 1 and len(proxy.duplicated) == 1
     assert run.returncode == 1, run.stdout + run.stderr  # the min-delivery objective is missed

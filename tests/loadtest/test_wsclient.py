@@ -44,15 +44,17 @@ def unmask(frame: bytes) -> tuple[int, bytes]:
     n, at = frame[1] & 0x7F, 2
     if n == 126:
         n, at = int.from_bytes(frame[2:4], "big"), 4
-    key, body = frame[at:at + 4], frame[at + 4:at + 4 + n]
+    key, body = frame[at : at + 4], frame[at + 4 : at + 4 + n]
     return frame[0] & 0x0F, bytes(b ^ key[i % 4] for i, b in enumerate(body))
 
 
 def accept_for(request: bytes, protocol="graphql-transport-ws") -> bytes:
     key = next(line.split(b": ")[1] for line in request.split(b"\r\n") if line.startswith(b"Sec-WebSocket-Key"))
     accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: " + protocol.encode() + b"\r\n\r\n")
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: " + protocol.encode() + b"\r\n\r\n"
+    )
 
 
 async def opened_client():
@@ -66,10 +68,16 @@ async def opened_client():
 
 async def test_messages_split_and_joined_anyhow_arrive_whole_and_in_order():
     client, transport, texts, _ = await opened_client()
-    stream = (accept_for(transport.written[0]) + server_frame(1, b'{"a":1}') + server_frame(1, ("é" * 100).encode())
-              + server_frame(1, b"x" * 70000) + server_frame(1, b"frag", fin=False) + server_frame(0, b"ment"))
+    stream = (
+        accept_for(transport.written[0])
+        + server_frame(1, b'{"a":1}')
+        + server_frame(1, ("é" * 100).encode())
+        + server_frame(1, b"x" * 70000)
+        + server_frame(1, b"frag", fin=False)
+        + server_frame(0, b"ment")
+    )
     for i in range(0, len(stream), 7):  # the worst case: 7 bytes per read
-        client.data_received(stream[i:i + 7])
+        client.data_received(stream[i : i + 7])
     assert await client.opened == "graphql-transport-ws"
     assert texts == [b'{"a":1}', ("é" * 100).encode(), b"x" * 70000, b"fragment"]
 
@@ -104,10 +112,13 @@ async def test_sent_text_is_masked():
     assert unmask(client_frame(1, b"y" * 300)) == (1, b"y" * 300)
 
 
-@pytest.mark.parametrize(("response", "error"), [
-    (b"HTTP/1.1 403 Forbidden\r\n\r\n", HandshakeRefused),
-    (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", Exception),
-])
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (b"HTTP/1.1 403 Forbidden\r\n\r\n", HandshakeRefused),
+        (b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: wrong\r\n\r\n", Exception),
+    ],
+)
 async def test_a_refused_or_forged_handshake_fails_the_connect(response, error):
     client, transport, _, _ = await opened_client()
     client.data_received(response)

@@ -28,12 +28,13 @@ class Subscriber:
         while True:
             try:
                 got.append(await self.next(QUIET_SECONDS))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return got
 
 
-async def open_subscribers(url: str, count: int, *, protocols=("graphql-transport-ws", "graphql-ws"),
-                           query: str = POST_NOTIFY) -> list[Subscriber]:
+async def open_subscribers(
+    url: str, count: int, *, protocols=("graphql-transport-ws", "graphql-ws"), query: str = POST_NOTIFY
+) -> list[Subscriber]:
     subscribers = []
     for i in range(count):
         socket = await Socket.open(url, protocol=protocols[i % len(protocols)])
@@ -50,7 +51,7 @@ async def until_live(subscribers: list[Subscriber], publisher: GraphQLHttp, atte
         gid, _ = publisher.create_post("warm-up")
         publisher.publish(gid)
         results = await asyncio.gather(*(s.next(3) for s in waiting), return_exceptions=True)
-        waiting = [s for s, r in zip(waiting, results) if isinstance(r, BaseException)]
+        waiting = [s for s, r in zip(waiting, results, strict=True) if isinstance(r, BaseException)]
         if not waiting:
             break
     assert not waiting, f"{len(waiting)} subscribers never went live"

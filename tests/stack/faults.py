@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from tests.support.client import POST_NOTIFY, GraphQLHttp, Socket
+from tests.support.client import POST_NOTIFY_AFTER, GraphQLHttp, Socket
 
 
 @dataclass
@@ -49,11 +49,11 @@ class Tracker:
     async def _subscribe_until_lost(self, stop: asyncio.Event) -> None:
         socket = self.socket
         while not stop.is_set():
-            op = await socket.start(POST_NOTIFY, {"after": self.seqs[-1]} if self.seqs else {})
+            op = await socket.start(POST_NOTIFY_AFTER, {"after": self.seqs[-1]} if self.seqs else {})
             while not stop.is_set():
                 try:
                     kind, payload = await socket.receive(op, 0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if kind == "next":
                     self.seqs.append(int(payload["data"]["postNotify"]["seq"]))
@@ -70,7 +70,9 @@ class Tracker:
         duplicated = [s for s, n in Counter(got).items() if n > 1]
         lost = sorted(set(expected) - set(got))
         assert not duplicated, f"{self.protocol} subscriber got {duplicated} twice (nodes {self.nodes})"
-        assert not lost, f"{self.protocol} subscriber lost {len(lost)} of {len(expected)}: {lost[:20]} (nodes {self.nodes})"
+        assert not lost, (
+            f"{self.protocol} subscriber lost {len(lost)} of {len(expected)}: {lost[:20]} (nodes {self.nodes})"
+        )
         assert got == expected, f"out of order or unexpected: {got} != {expected}"
 
 
@@ -109,7 +111,7 @@ class Publisher:
                 client = None  # a fresh session (and CSRF token) next time
             try:
                 await asyncio.wait_for(self._stop.wait(), self.interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def start(self) -> None:
@@ -139,8 +141,9 @@ class Matrix:
 
     def __init__(self, stack, staff: tuple[str, str], subscribers: int = 6, interval: float = 0.2):
         self.stack = stack
-        self.trackers = [Tracker(stack.ws_url, ("graphql-transport-ws", "graphql-ws")[i % 2])
-                         for i in range(subscribers)]
+        self.trackers = [
+            Tracker(stack.ws_url, ("graphql-transport-ws", "graphql-ws")[i % 2]) for i in range(subscribers)
+        ]
         self.publisher = Publisher(stack.http_url, staff, interval)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -188,9 +191,12 @@ class Matrix:
         await asyncio.sleep(1.0)  # anything extra (a duplicate) arrives now
         for tracker in self.trackers:
             tracker.check(self.expected, self.since)
-        return {"published": len(self.expected), "failed publishes": len(self.publisher.failed),
-                "delivered": sum(len([s for s in t.seqs if s > self.since]) for t in self.trackers),
-                "settled_s": round(settled_in, 1)}
+        return {
+            "published": len(self.expected),
+            "failed publishes": len(self.publisher.failed),
+            "delivered": sum(len([s for s in t.seqs if s > self.since]) for t in self.trackers),
+            "settled_s": round(settled_in, 1),
+        }
 
     async def __aexit__(self, *exc) -> None:
         self._stop.set()

@@ -25,7 +25,7 @@ async def receive_through(queue: asyncio.Queue, staff, attempts: int = 10) -> No
         try:
             await asyncio.wait_for(queue.get(), 3)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
     else:
         pytest.fail("the client never received a notification")
@@ -45,12 +45,14 @@ async def receive_through(queue: asyncio.Queue, staff, attempts: int = 10) -> No
 async def test_reference_graphql_ws_client_from_npm(stack, staff):
     node = shutil.which("node")
     assert node, "node is required for the reference graphql-ws client (apt-get install nodejs npm)"
-    assert (NODE_CLIENT / "node_modules" / "graphql-ws").is_dir(), (
-        f"run `npm ci` in {NODE_CLIENT} (bin/test does this)"
-    )
+    assert (NODE_CLIENT / "node_modules" / "graphql-ws").is_dir(), f"run `npm ci` in {NODE_CLIENT} (bin/test does this)"
     process = await asyncio.create_subprocess_exec(
-        node, str(NODE_CLIENT / "subscribe.mjs"), stack.ws_url, "100",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        node,
+        str(NODE_CLIENT / "subscribe.mjs"),
+        stack.ws_url,
+        "100",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     queue: asyncio.Queue = asyncio.Queue()
 
@@ -68,7 +70,9 @@ async def test_reference_graphql_ws_client_from_npm(stack, staff):
     assert process.returncode in (0, -15), (await process.stderr.read()).decode()
 
 
-@pytest.mark.parametrize("protocol", [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL])
+@pytest.mark.parametrize(
+    "protocol", [WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL, WebsocketsTransport.APOLLO_SUBPROTOCOL]
+)
 async def test_python_gql_client(stack, staff, protocol):
     transport = WebsocketsTransport(url=stack.ws_url, subprotocols=[protocol])
     queue: asyncio.Queue = asyncio.Queue()

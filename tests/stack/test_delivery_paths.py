@@ -11,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import urllib.request
 
 import pytest
 import websockets
 
 from devstack.stack import Stack
-from tests.stack.conftest import CREATE_USER, STAFF
 from tests.stack.faults import report
-from tests.support.client import GraphQLHttp, RawSocket
+from tests.support.client import POST_NOTIFY, GraphQLHttp, RawSocket
+from tests.support.stacks import running_stack
+from tests.support.users import create_user, staff_client
 
 pytestmark = pytest.mark.stack
 
@@ -32,24 +32,32 @@ SEND_BUFFER = 16 * 1024  # and its kernel send buffer per socket: stalls show up
 @pytest.fixture(scope="module")
 def paths_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("paths")
-    with Stack(ws_nodes=2, api_nodes=1, run_dir=run_dir, staff_username=STAFF[0], staff_password=STAFF[1],
-               node_env={PLAIN: {"POSTWIRE_FANOUT": "hub"},
-                         SHARED: {"POSTWIRE_FANOUT": "shared",
-                                  "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT),
-                                  "POSTWIRE_WS_SEND_BUFFER_BYTES": str(SEND_BUFFER)}}) as running:
+    with running_stack(
+        run_dir,
+        ws_nodes=2,
+        api_nodes=1,
+        node_env={
+            PLAIN: {"POSTWIRE_FANOUT": "hub"},
+            SHARED: {
+                "POSTWIRE_FANOUT": "shared",
+                "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT),
+                "POSTWIRE_WS_SEND_BUFFER_BYTES": str(SEND_BUFFER),
+            },
+        },
+    ) as running:
         yield running
-    if os.environ.get("KEEP_STACK_LOGS") is None:
-        running.cleanup()
 
 
 def node_metric(stack: Stack, node: str, name: str) -> float:
     text = urllib.request.urlopen(f"{stack.node(node).base_url}/metrics", timeout=5).read().decode()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
-              or line.startswith(name + "{")]
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    ]
     return sum(values)
 
 
-POST = "subscription { postNotify { id title publishAt seq } }"
 WITH_VIEWER = "subscription { postNotify { seq byViewer title } }"
 ALIASED = """
 subscription Aliased { n: postNotify { ...Head when: publishAt } other: __typename }
@@ -63,8 +71,11 @@ DRAFTS = "subscription { draftActivity { seq kind postId title byViewer } }"
 def seqs_of(sock: RawSocket, op_id: str) -> list[int]:
     """The seqs an operation's data messages carried, in arrival order."""
     messages = (json.loads(f) for f in sock.frames())
-    return [m["payload"]["data"]["postNotify"]["seq"] for m in messages
-            if m.get("id") == op_id and m["type"] == "next" and "errors" not in m["payload"]]
+    return [
+        m["payload"]["data"]["postNotify"]["seq"]
+        for m in messages
+        if m.get("id") == op_id and m["type"] == "next" and "errors" not in m["payload"]
+    ]
 
 
 def by_operation(sock: RawSocket) -> list[tuple[str, list[str]]]:
@@ -93,9 +104,9 @@ async def population(url: str, staff_cookie: str, other_cookie: str, resume_from
         "completes-midway": await RawSocket.open(url, t),
         "slow-reader": await RawSocket.open(url, t, read_delay=0.05),
     }
-    await sockets["transport"].start("p1", POST)
-    await sockets["legacy"].start("p1", POST)
-    await sockets["two-ops-one-socket"].start("a", POST)
+    await sockets["transport"].start("p1", POST_NOTIFY)
+    await sockets["legacy"].start("p1", POST_NOTIFY)
+    await sockets["two-ops-one-socket"].start("a", POST_NOTIFY)
     await sockets["two-ops-one-socket"].start("b", WITH_VIEWER)
     await sockets["aliases-fragments-opname"].start("x", ALIASED, operation_name="Aliased")
     await sockets["legacy-aliases"].start("x", ALIASED, operation_name="Aliased")
@@ -106,23 +117,21 @@ async def population(url: str, staff_cookie: str, other_cookie: str, resume_from
     await sockets["viewer-other-staff"].start("v", WITH_VIEWER)
     await sockets["drafts-staff"].start("d", DRAFTS)
     await sockets["drafts-anonymous-refused"].start("d", DRAFTS)
-    await sockets["completes-midway"].start("c", POST)
-    await sockets["slow-reader"].start("s", POST)
+    await sockets["completes-midway"].start("c", POST_NOTIFY)
+    await sockets["slow-reader"].start("s", POST_NOTIFY)
     return sockets
 
 
 async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
-    staff = GraphQLHttp(paths_stack.http_url)
-    staff.login(*STAFF)
-    paths_stack.manage("shell", "-c", CREATE_USER.format(username="other-staff", password="a-long-password-123",
-                                                         staff=True, perm=True))
+    staff = staff_client(paths_stack.http_url)
     other = GraphQLHttp(paths_stack.http_url)
-    other.login("other-staff", "a-long-password-123")
+    other.login(*create_user(paths_stack, username="other-staff", staff=True, perm=True))
     # History for the `after` subscribers to replay (published before they subscribe).
     for k in range(3):
         staff.publish(staff.create_post(f"history {k}")[0])
-    seq_probe = await RawSocket.open(paths_stack.node(PLAIN).base_url.replace("http", "ws") + "/wsgraphql",
-                                     "graphql-transport-ws")
+    seq_probe = await RawSocket.open(
+        paths_stack.node(PLAIN).base_url.replace("http", "ws") + "/wsgraphql", "graphql-transport-ws"
+    )
     await seq_probe.start("h", "subscription { postNotify(after: 0) { seq } }")
     history = [json.loads(f)["payload"]["data"]["postNotify"]["seq"] for f in await seq_probe.frames_for(3)]
     await seq_probe.close()
@@ -134,8 +143,16 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         nodes[name] = await population(url, staff.cookie_header, other.cookie_header, resume_from)
     try:
         await asyncio.sleep(1.0)  # every subscription registered with its node's hub
-        titles = ["plain ascii", 'quotes " and \\ backslash', "unicode é ü 中文 🙂", "x" * 200,
-                  "</script><b>", "\u2028 line separator", "after complete", "last one"]
+        titles = [
+            "plain ascii",
+            'quotes " and \\ backslash',
+            "unicode é ü 中文 🙂",
+            "x" * 200,
+            "</script><b>",
+            "\u2028 line separator",
+            "after complete",
+            "last one",
+        ]
         for i, title in enumerate(titles):
             if title == "after complete":
                 for sockets in nodes.values():
@@ -148,8 +165,10 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
 
         # Per operation: how one socket interleaves its operations' frames is not specified (the
         # plain path's own order depends on set iteration), each operation's stream is.
-        received = {name: {(who, op): frames for who, sock in sockets.items() for op, frames in by_operation(sock)}
-                    for name, sockets in nodes.items()}
+        received = {
+            name: {(who, op): frames for who, sock in sockets.items() for op, frames in by_operation(sock)}
+            for name, sockets in nodes.items()
+        }
         assert received[SHARED].keys() == received[PLAIN].keys()
         for who in received[PLAIN]:
             plain, shared = received[PLAIN][who], received[SHARED][who]
@@ -184,14 +203,13 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
 async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_receiving(paths_stack):
     """Memory per socket is bounded by its unsent bytes: past the limit, the hub stops writing to
     it and its subscriptions end with an error naming the seq to resume after."""
-    staff = GraphQLHttp(paths_stack.http_url)
-    staff.login(*STAFF)
+    staff = staff_client(paths_stack.http_url)
     url = paths_stack.node(SHARED).base_url.replace("http", "ws") + "/wsgraphql"
     stalled = await RawSocket.open(url, "graphql-transport-ws", receive_buffer=4096)
     for k in range(40):  # 40 operations: each publish puts 40 frames on this socket
-        await stalled.start(f"s{k}", POST)
+        await stalled.start(f"s{k}", POST_NOTIFY)
     healthy = await RawSocket.open(url, "graphql-transport-ws")
-    await healthy.start("h", POST)
+    await healthy.start("h", POST_NOTIFY)
     await asyncio.sleep(0.5)
     stalled.pause()
     cut_before = node_metric(paths_stack, SHARED, "postwire_slow_subscribers_total")
@@ -216,8 +234,10 @@ async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_r
             assert len(nexts) < published  # it really was cut off, not just slow
         # The healthy subscriber on the same node kept receiving throughout, and still does.
         staff.publish(staff.create_post("after the cut")[0])
-        everything = [json.loads(f)["payload"]["data"]["postNotify"]["seq"]
-                      for f in await healthy.frames_for(published + 1, timeout=10)]
+        everything = [
+            json.loads(f)["payload"]["data"]["postNotify"]["seq"]
+            for f in await healthy.frames_for(published + 1, timeout=10)
+        ]
         assert len(everything) == published + 1
         # Resuming where the error said loses nothing and repeats nothing: what each cut-off
         # subscription got, then its resumed replay, is every publication exactly once, in order.
@@ -232,9 +252,17 @@ async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_r
         await asyncio.sleep(0.5)  # a duplicate would arrive now
         for k in cut:
             assert got[k] + seqs_of(stalled, f"r{k}") == everything, k
-        report("a stalled reader (40 subscriptions on one socket)", {
-            "published": len(everything), "cut off": 40, "resumed with after": len(cut),
-            "delivered per subscription": len(everything), "lost": 0, "duplicated": 0})
+        report(
+            "a stalled reader (40 subscriptions on one socket)",
+            {
+                "published": len(everything),
+                "cut off": 40,
+                "resumed with after": len(cut),
+                "delivered per subscription": len(everything),
+                "lost": 0,
+                "duplicated": 0,
+            },
+        )
     finally:
         await stalled.close()
         await healthy.close()

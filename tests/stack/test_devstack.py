@@ -25,7 +25,8 @@ def test_graphiql_loads_its_assets_and_subscribes_through_the_local_stack(stack)
         page.run()
         WebDriverWait(browser, 20).until(lambda b: '"serverNode": "ws-' in page.result())
         assets = browser.execute_script(
-            "return [...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)")
+            "return [...document.querySelectorAll('script[src], link[href]')].map(e => e.src || e.href)"
+        )
     assert any("/static/" in url for url in assets), assets
     for url in (u for u in assets if u.startswith("http")):
         with urllib.request.urlopen(url, timeout=10) as response:  # a 404 raises
@@ -37,8 +38,9 @@ def test_every_process_listens_on_loopback_only_below_the_ephemeral_range(stack)
     processes = [stack.nginx, *(n.process for n in stack.api + stack.ws)]
     for process in processes:
         tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-        listening = {(c.laddr.ip, c.laddr.port) for p in tree for c in p.net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN}
+        listening = {
+            (c.laddr.ip, c.laddr.port) for p in tree for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+        }
         assert listening, process.name
         for ip, port in listening:
             assert ip == "127.0.0.1", (process.name, ip, port)
@@ -47,7 +49,7 @@ def test_every_process_listens_on_loopback_only_below_the_ephemeral_range(stack)
 
 def test_nginx_gives_each_request_an_id_that_the_services_log(stack):
     client = GraphQLHttp(stack.http_url)
-    result = client.execute("mutation { login(username: \"nobody\", password: \"wrong\") { __typename } }")
+    result = client.execute('mutation { login(username: "nobody", password: "wrong") { __typename } }')
     assert result.get("errors") or result["data"]["login"]["__typename"] != "User"
     request_id = client.last_response.headers["X-Request-ID"]
     assert len(request_id) == 32

@@ -88,8 +88,9 @@ async def test_malformed_requests_get_clear_errors_and_the_service_stays_up(stac
     assert bad_id.get("errors") or bad_id["data"]["publishPost"]["__typename"] == "OperationInfo"
     syntax = staff.execute("mutation { publishPost(input: {id: ")
     assert syntax["errors"][0]["message"]
-    too_big = staff.session.post(f"{stack.graphql_url}", data=b"x" * (2 * 1024 * 1024),
-                                 headers={"X-CSRFToken": staff.csrf_token()}, timeout=10)
+    too_big = staff.session.post(
+        f"{stack.graphql_url}", data=b"x" * (2 * 1024 * 1024), headers={"X-CSRFToken": staff.csrf_token()}, timeout=10
+    )
     assert too_big.status_code == 413
     # Still serving.
     subscribers = await open_subscribers(stack.ws_url, 1)

@@ -14,8 +14,8 @@ import redis
 
 from devstack.backing import Redis, Sentinel
 from devstack.stack import Stack
-from tests.stack.conftest import STAFF
 from tests.stack.faults import Matrix, report
+from tests.support.users import STAFF
 
 pytestmark = pytest.mark.stack
 
@@ -38,9 +38,14 @@ def ha(tmp_path_factory):
             "POSTWIRE_HUB_CHECK_SECONDS": "1",
         }
         # REDIS_URL names the master only for the database number: the nodes ask the sentinels.
-        with Stack(ws_nodes=2, api_nodes=1, run_dir=run_dir, redis_url=f"redis://127.0.0.1:{master.port}/0",
-                   staff_username=STAFF[0], staff_password=STAFF[1], extra_env=env,
-                   database_name="postwire_ha") as stack:
+        with Stack(
+            ws_nodes=2,
+            api_nodes=1,
+            run_dir=run_dir,
+            redis_url=f"redis://127.0.0.1:{master.port}/0",
+            extra_env=env,
+            database_name="postwire_ha",
+        ) as stack:
             stack.sentinels, stack.master, stack.replica = sentinels, master, replica
             yield stack
     finally:
@@ -77,8 +82,13 @@ async def test_a_sentinel_failover_loses_nothing(ha):
         outcome = await matrix.settle()
     assert not any(t.closes for t in matrix.trackers)  # sockets never noticed
     assert all(r["ready"] for r in readiness(ha)), readiness(ha)  # readiness follows the new master
-    report("Sentinel failover (master SIGKILLed)", outcome, failover_s=round(failover, 1), recovery_s=recovery,
-           failed_publishes=matrix.publisher.failed[:2])
+    report(
+        "Sentinel failover (master SIGKILLed)",
+        outcome,
+        failover_s=round(failover, 1),
+        recovery_s=recovery,
+        failed_publishes=matrix.publisher.failed[:2],
+    )
 
 
 async def test_subscriptions_outlive_the_group_expiry(ha):

@@ -32,9 +32,17 @@ SLOW_SECONDS = 2
 
 
 def render(run_dir: Path, **env) -> str:
-    env = {**os.environ, "POSTWIRE_API_SERVERS": "127.0.0.1:9", "POSTWIRE_WS_SERVERS": "127.0.0.1:9",
-           "POSTWIRE_RESOLVER": "", "NGINX_RUN_DIR": str(run_dir), "NGINX_ACCESS_LOG": str(run_dir / "access.log"),
-           "NGINX_ERROR_LOG": str(run_dir / "error.log"), "NGINX_WORKER_PROCESSES": "1", **env}
+    env = {
+        **os.environ,
+        "POSTWIRE_API_SERVERS": "127.0.0.1:9",
+        "POSTWIRE_WS_SERVERS": "127.0.0.1:9",
+        "POSTWIRE_RESOLVER": "",
+        "NGINX_RUN_DIR": str(run_dir),
+        "NGINX_ACCESS_LOG": str(run_dir / "access.log"),
+        "NGINX_ERROR_LOG": str(run_dir / "error.log"),
+        "NGINX_WORKER_PROCESSES": "1",
+        **env,
+    }
     return subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True).stdout
 
 
@@ -42,19 +50,31 @@ def nginx_test(run_dir: Path, conf: str) -> subprocess.CompletedProcess:
     path = run_dir / "nginx.conf"
     path.write_text(conf)
     nginx = require("nginx", "apt-get install nginx-light")
-    return subprocess.run([nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(path), "-t"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(path), "-t"],
+        capture_output=True,
+        text=True,
+    )
 
 
 # --- the rendered configuration, checked by `nginx -t` ------------------------------------------
 
+
 def test_defaults_render_every_limit_and_nginx_accepts_them(tmp_path):
     conf = render(tmp_path)
     assert nginx_test(tmp_path, conf).returncode == 0, nginx_test(tmp_path, conf).stderr
-    for directive in ("limit_conn ws_conns 1000;", "limit_req zone=graphql burst=40 nodelay;",
-                      "rate=20r/s;", "rate=10r/m;", "limit_req zone=login burst=5 nodelay;",
-                      "client_header_timeout 10s;", "client_body_timeout 10s;", "send_timeout 60s;",
-                      "limit_req_status 429;", "limit_conn_status 429;"):
+    for directive in (
+        "limit_conn ws_conns 1000;",
+        "limit_req zone=graphql burst=40 nodelay;",
+        "rate=20r/s;",
+        "rate=10r/m;",
+        "limit_req zone=login burst=5 nodelay;",
+        "client_header_timeout 10s;",
+        "client_body_timeout 10s;",
+        "send_timeout 60s;",
+        "limit_req_status 429;",
+        "limit_conn_status 429;",
+    ):
         assert directive in conf
     # Both WebSocket entrances are counted per address; the login limit sits on the admin form.
     assert conf.count("limit_conn ws_conns 1000;") == 2
@@ -63,8 +83,9 @@ def test_defaults_render_every_limit_and_nginx_accepts_them(tmp_path):
 
 
 def test_each_limit_can_be_turned_off(tmp_path):
-    conf = render(tmp_path, POSTWIRE_NGINX_WS_CONNS_PER_IP="0", POSTWIRE_NGINX_GRAPHQL_RATE="0",
-                  POSTWIRE_NGINX_LOGIN_RATE="off")
+    conf = render(
+        tmp_path, POSTWIRE_NGINX_WS_CONNS_PER_IP="0", POSTWIRE_NGINX_GRAPHQL_RATE="0", POSTWIRE_NGINX_LOGIN_RATE="off"
+    )
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
     for directive in ("limit_conn ", "limit_req ", "limit_conn_zone", "limit_req_zone"):
@@ -72,18 +93,34 @@ def test_each_limit_can_be_turned_off(tmp_path):
 
 
 def test_settings_and_real_ip_behind_a_proxy_render_and_pass_nginx(tmp_path):
-    conf = render(tmp_path, POSTWIRE_NGINX_WS_CONNS_PER_IP="50", POSTWIRE_NGINX_GRAPHQL_RATE="300r/m",
-                  POSTWIRE_NGINX_GRAPHQL_BURST="7", POSTWIRE_NGINX_LOGIN_RATE="1r/s",
-                  POSTWIRE_NGINX_REAL_IP_FROM="10.0.0.0/8  192.168.1.0/24 fd00::/8",
-                  POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT="5s", POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT="7s",
-                  POSTWIRE_NGINX_SEND_TIMEOUT="30s")
+    conf = render(
+        tmp_path,
+        POSTWIRE_NGINX_WS_CONNS_PER_IP="50",
+        POSTWIRE_NGINX_GRAPHQL_RATE="300r/m",
+        POSTWIRE_NGINX_GRAPHQL_BURST="7",
+        POSTWIRE_NGINX_LOGIN_RATE="1r/s",
+        POSTWIRE_NGINX_REAL_IP_FROM="10.0.0.0/8  192.168.1.0/24 fd00::/8",
+        POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT="5s",
+        POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT="7s",
+        POSTWIRE_NGINX_SEND_TIMEOUT="30s",
+    )
     # `nginx -t` passing also proves this nginx has the realip module (set_real_ip_from).
     result = nginx_test(tmp_path, conf)
     assert result.returncode == 0, result.stderr
-    for directive in ("limit_conn ws_conns 50;", "rate=300r/m;", "burst=7 nodelay;", "rate=1r/s;",
-                      "set_real_ip_from 10.0.0.0/8;", "set_real_ip_from 192.168.1.0/24;",
-                      "set_real_ip_from fd00::/8;", "real_ip_header X-Forwarded-For;", "real_ip_recursive on;",
-                      "client_header_timeout 5s;", "client_body_timeout 7s;", "send_timeout 30s;"):
+    for directive in (
+        "limit_conn ws_conns 50;",
+        "rate=300r/m;",
+        "burst=7 nodelay;",
+        "rate=1r/s;",
+        "set_real_ip_from 10.0.0.0/8;",
+        "set_real_ip_from 192.168.1.0/24;",
+        "set_real_ip_from fd00::/8;",
+        "real_ip_header X-Forwarded-For;",
+        "real_ip_recursive on;",
+        "client_header_timeout 5s;",
+        "client_body_timeout 7s;",
+        "send_timeout 30s;",
+    ):
         assert directive in conf
 
 
@@ -94,6 +131,7 @@ def test_a_wrong_value_is_caught_by_nginx_at_start(tmp_path):
 
 
 # --- the limits at work, in front of the running stack -------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def edge(stack):
@@ -108,17 +146,31 @@ def edge(stack):
         POSTWIRE_API_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in stack.api),
         POSTWIRE_WS_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in stack.ws),
         POSTWIRE_NGINX_WS_CONNS_PER_IP=str(WS_CONNS),
-        POSTWIRE_NGINX_GRAPHQL_RATE="1r/s", POSTWIRE_NGINX_GRAPHQL_BURST="2",
+        POSTWIRE_NGINX_GRAPHQL_RATE="1r/s",
+        POSTWIRE_NGINX_GRAPHQL_BURST="2",
         # The test client is a "proxy" whose X-Forwarded-For is believed: one machine, many clients.
         POSTWIRE_NGINX_REAL_IP_FROM="127.0.0.1/32",
-        POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT=f"{SLOW_SECONDS}s", POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT=f"{SLOW_SECONDS}s",
+        POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT=f"{SLOW_SECONDS}s",
+        POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT=f"{SLOW_SECONDS}s",
     )
     result = nginx_test(run_dir, conf)
     assert result.returncode == 0, result.stderr
     nginx = require("nginx", "apt-get install nginx-light")
-    process = Process("nginx-limits", [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir),
-                                       "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"],
-                      log_dir=stack.run_dir).start()
+    process = Process(
+        "nginx-limits",
+        [
+            nginx,
+            "-e",
+            str(run_dir / "error.log"),
+            "-p",
+            str(run_dir),
+            "-c",
+            str(run_dir / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ],
+        log_dir=stack.run_dir,
+    ).start()
     try:
         process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
         yield f"127.0.0.1:{port}"
@@ -131,8 +183,9 @@ def edge(stack):
 async def open_socket(edge: str, path: str = "/wsgraphql", client: str | None = None) -> Socket:
     """Socket.open, as a client behind the trusted proxy when `client` is given."""
     headers = {"X-Forwarded-For": client} if client else {}
-    ws = await websockets.connect(f"ws://{edge}{path}", subprotocols=["graphql-transport-ws"],
-                                  additional_headers=headers, open_timeout=10)
+    ws = await websockets.connect(
+        f"ws://{edge}{path}", subprotocols=["graphql-transport-ws"], additional_headers=headers, open_timeout=10
+    )
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "connection_ack":
         pass
@@ -202,8 +255,10 @@ def _cut_after(edge: str, first_bytes: bytes) -> tuple[float, bytes]:
 
 
 def test_a_client_stalling_in_its_request_body_is_cut(edge):
-    head = (b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"X-Forwarded-For: 203.0.113.30\r\nContent-Length: 100\r\n\r\n{\"query\":")
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'X-Forwarded-For: 203.0.113.30\r\nContent-Length: 100\r\n\r\n{"query":'
+    )
     waited, answer = _cut_after(edge, head)
     # Closed by client_body_timeout (not at once, and not by anything slower); nothing was proxied.
     assert waited >= SLOW_SECONDS * 0.75
@@ -232,12 +287,15 @@ class _EchoHeaders(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("trusted, sent, passed_on", [
-    ("127.0.0.1/32", "https", "https"),  # a TLS edge in front: Django must see https (wss for Daphne)
-    ("127.0.0.1/32", None, "http"),
-    ("10.9.9.9/32", "https", "http"),  # not from a trusted proxy: a client cannot claim https
-    ("", "https", "http"),  # no proxies configured: nginx is the edge
-])
+@pytest.mark.parametrize(
+    "trusted, sent, passed_on",
+    [
+        ("127.0.0.1/32", "https", "https"),  # a TLS edge in front: Django must see https (wss for Daphne)
+        ("127.0.0.1/32", None, "http"),
+        ("10.9.9.9/32", "https", "http"),  # not from a trusted proxy: a client cannot claim https
+        ("", "https", "http"),  # no proxies configured: nginx is the edge
+    ],
+)
 def test_x_forwarded_proto_is_the_edges_when_trusted_and_ours_otherwise(tmp_path, trusted, sent, passed_on):
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
@@ -245,12 +303,30 @@ def test_x_forwarded_proto_is_the_edges_when_trusted_and_ours_otherwise(tmp_path
     run_dir.chmod(0o755)
     port = free_port()
     backend = f"127.0.0.1:{upstream.server_address[1]}"
-    conf = render(run_dir, POSTWIRE_LISTEN_PORT=str(port), POSTWIRE_API_SERVERS=backend, POSTWIRE_WS_SERVERS=backend,
-                  POSTWIRE_NGINX_REAL_IP_FROM=trusted)
+    conf = render(
+        run_dir,
+        POSTWIRE_LISTEN_PORT=str(port),
+        POSTWIRE_API_SERVERS=backend,
+        POSTWIRE_WS_SERVERS=backend,
+        POSTWIRE_NGINX_REAL_IP_FROM=trusted,
+    )
     assert nginx_test(run_dir, conf).returncode == 0
     nginx = require("nginx", "apt-get install nginx-light")
-    process = Process("nginx-proto", [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir),
-                                      "-c", str(run_dir / "nginx.conf"), "-g", "daemon off;"], log_dir=tmp_path).start()
+    process = Process(
+        "nginx-proto",
+        [
+            nginx,
+            "-e",
+            str(run_dir / "error.log"),
+            "-p",
+            str(run_dir),
+            "-c",
+            str(run_dir / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ],
+        log_dir=tmp_path,
+    ).start()
     try:
         process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
         headers = {"X-Forwarded-Proto": sent} if sent else {}

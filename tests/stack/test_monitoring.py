@@ -14,9 +14,8 @@ import pytest
 import requests
 
 from devstack.proc import Process, free_port, require
-from tests.stack.conftest import STAFF
 from tests.stack.fanout import close_all, open_subscribers, until_live
-from tests.support.client import GraphQLHttp
+from tests.support.users import staff_client
 
 pytestmark = pytest.mark.stack
 
@@ -34,8 +33,11 @@ def test_the_rules_and_the_compose_scrape_config_pass_promtool():
     promtool = require("promtool", "apt-get install prometheus")
     rules = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert rules.returncode == 0 and "SUCCESS: 5 rules found" in rules.stdout, rules.stdout + rules.stderr
-    config = subprocess.run([promtool, "check", "config", "--syntax-only", str(MONITORING / "prometheus" / "prometheus.yml")],
-                            capture_output=True, text=True)
+    config = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(MONITORING / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert config.returncode == 0, config.stdout + config.stderr
 
 
@@ -53,9 +55,16 @@ def prometheus(stack):
         ],
     }
     (run_dir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-    process = Process("prometheus", [binary, f"--config.file={run_dir / 'prometheus.yml'}",
-                                     f"--storage.tsdb.path={run_dir / 'data'}",
-                                     f"--web.listen-address=127.0.0.1:{port}"], log_dir=stack.run_dir).start()
+    process = Process(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={run_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={run_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log_dir=stack.run_dir,
+    ).start()
     try:
         process.wait_for_http(f"http://127.0.0.1:{port}/-/ready", timeout=60)
         yield f"http://127.0.0.1:{port}"
@@ -71,8 +80,7 @@ def query(prometheus: str, expr: str) -> list:
 
 
 async def test_every_dashboard_panel_has_data_after_some_traffic(stack, prometheus):
-    staff = GraphQLHttp(stack.http_url)
-    staff.login(*STAFF)
+    staff = staff_client(stack.http_url)
     subscribers = await open_subscribers(stack.ws_url, 6)
     try:
         await until_live(subscribers, staff)
@@ -93,7 +101,8 @@ async def test_every_dashboard_panel_has_data_after_some_traffic(stack, promethe
             print(f"\nPANEL | {name} | {values}")
         rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
         assert len(rules) == 5 and all(rule["health"] == "ok" for rule in rules), rules
-        assert query(prometheus, 'min by (check) (postwire_dependency_up)') and all(
-            r["value"][1] == "1" for r in query(prometheus, 'min by (check) (postwire_dependency_up)'))
+        assert query(prometheus, "min by (check) (postwire_dependency_up)") and all(
+            r["value"][1] == "1" for r in query(prometheus, "min by (check) (postwire_dependency_up)")
+        )
     finally:
         await close_all(subscribers)

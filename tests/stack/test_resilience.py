@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from server.realtime import drain
-from tests.stack.conftest import STAFF
 from tests.stack.faults import Matrix, report
-from tests.support.client import POST_NOTIFY, Socket
+from tests.support.client import POST_NOTIFY_AFTER, Socket
+from tests.support.users import STAFF
 
 pytestmark = pytest.mark.stack
 
@@ -68,8 +68,13 @@ async def test_daphne_sigterm_drains_the_node(stack):
         assert tracker.closes[0] == (drain.CLOSE_CODE, drain.REASON), tracker.closes
         assert tracker.nodes[1] != victim  # it stopped accepting before it closed them
     assert "drained in" in node.process.log_tail(200)
-    report("Daphne SIGTERM (drain)", outcome, drained_s=round(drained_in, 1), recovery_s=recovery,
-           closed_1012=len(on_victim))
+    report(
+        "Daphne SIGTERM (drain)",
+        outcome,
+        drained_s=round(drained_in, 1),
+        recovery_s=recovery,
+        closed_1012=len(on_victim),
+    )
 
 
 async def test_rolling_restart_of_every_daphne_node(stack):
@@ -115,7 +120,13 @@ async def test_redis_down_30_seconds_while_publishing(stack):
     assert not matrix.publisher.failed, matrix.publisher.failed[:3]
     # ...and sockets stayed open while the hubs recovered the gap from PostgreSQL.
     assert not any(t.closes for t in matrix.trackers)
-    report("Redis down 30 s", outcome, recovery_s=recovery, published_while_down=during, slowest_publish_s=round(slowest, 2))
+    report(
+        "Redis down 30 s",
+        outcome,
+        recovery_s=recovery,
+        published_while_down=during,
+        slowest_publish_s=round(slowest, 2),
+    )
 
 
 async def test_postgresql_restart(stack):
@@ -126,7 +137,7 @@ async def test_postgresql_restart(stack):
         # A resume while it is down is refused with a clear, temporary error (no hosts or ports).
         socket = await Socket.open(stack.ws_url)
         try:
-            kind, payload = await socket.receive(await socket.start(POST_NOTIFY, {"after": matrix.since}), 15)
+            kind, payload = await socket.receive(await socket.start(POST_NOTIFY_AFTER, {"after": matrix.since}), 15)
         finally:
             await socket.close()
         await restarting
@@ -153,5 +164,10 @@ async def test_gunicorn_worker_killed_mid_publish(stack):
         recovery = await matrix.recovered()  # gunicorn's master starts new workers
         outcome = await matrix.settle()
     assert not any(t.closes for t in matrix.trackers)
-    report("gunicorn workers SIGKILLed while publishing", outcome, recovery_s=recovery, workers_killed=killed,
-           failed_publishes=matrix.publisher.failed[:2])
+    report(
+        "gunicorn workers SIGKILLed while publishing",
+        outcome,
+        recovery_s=recovery,
+        workers_killed=killed,
+        failed_publishes=matrix.publisher.failed[:2],
+    )

@@ -1,11 +1,9 @@
 """WebSocket security through nginx: Origin check, and the staff-only subscription."""
 
-import asyncio
-
 import pytest
 import websockets
 
-from tests.support.client import DRAFT_ACTIVITY, GraphQLHttp, Socket
+from tests.support.client import DRAFT_ACTIVITY, POST_NOTIFY, GraphQLHttp, Socket
 
 pytestmark = pytest.mark.stack
 
@@ -55,26 +53,55 @@ async def test_staff_only_subscription_rejects_a_logged_in_non_staff_user(stack,
         await socket.close()
 
 
+async def until_live(socket: Socket, op_id: str, make_event, what: str) -> tuple[str, dict | None]:
+    """Make events until the subscription hears one (it is live once its node's hub has it), and
+    return the first answer; fail by name, not with a hang or an unbound variable."""
+    for _ in range(10):
+        make_event()
+        try:
+            return await socket.receive(op_id, timeout=3)
+        except TimeoutError:
+            continue
+    pytest.fail(f"{what} heard nothing of 10 events in 30 s: it never went live")
+
+
 async def test_staff_session_cookie_opens_the_staff_only_subscription(stack, staff):
+    def publish_a_post() -> str:
+        gid, title = staff.create_post()
+        result = staff.publish(gid)
+        assert result["data"]["publishPost"]["__typename"] == "Post", result
+        return title
+
     socket = await Socket.open(stack.ws_url, cookie=staff.cookie_header)
+    watcher = await Socket.open(stack.ws_url)  # anonymous: hears of published posts only
     try:
-        op_id = await socket.start(DRAFT_ACTIVITY)
-        for _ in range(10):  # warm-up: drafts are created until the subscription is live
-            gid, title = staff.create_post()
-            try:
-                kind, payload = await socket.receive(op_id, timeout=3)
-                break
-            except asyncio.TimeoutError:
-                continue
-        assert kind == "next", payload
-        activity = payload["data"]["draftActivity"]
-        assert activity["kind"] == "CREATED"
-        # The draft is announced to staff, and no one else learns its title.
+        activity = await socket.start(DRAFT_ACTIVITY)
+        kind, payload = await until_live(socket, activity, staff.create_post, "the staff's draftActivity")
+        assert kind == "next" and payload["data"]["draftActivity"]["kind"] == "CREATED", (kind, payload)
+        published = await watcher.start(POST_NOTIFY)
+        await until_live(watcher, published, publish_a_post, "an anonymous postNotify")
+
+        # The draft is announced to staff...
         gid, title = staff.create_post("a secret draft")
         while True:
-            kind, payload = await socket.receive(op_id, timeout=10)
-            if payload["data"]["draftActivity"]["title"] == "a secret draft":
+            kind, payload = await socket.receive(activity, timeout=10)
+            assert kind == "next", (kind, payload)
+            if payload["data"]["draftActivity"]["title"] == title:
                 break
         assert payload["data"]["draftActivity"]["postId"] == gid
+        # ...and no one else learns its title: not the anonymous subscriber, which hears the post
+        # published after it (events reach a subscriber in seq order) and nothing of the draft...
+        marker_title = publish_a_post()
+        heard = []
+        while marker_title not in heard:
+            kind, payload = await watcher.receive(published, timeout=10)
+            note = ((payload or {}).get("data") or {}).get("postNotify")
+            assert kind == "next" and note, f"the anonymous subscriber heard of something else than a post: {payload}"
+            heard.append(note["title"])
+        assert title not in heard, f"the anonymous subscriber was told of the draft: {heard}"
+        # ...nor an anonymous reader over HTTP.
+        anonymous = GraphQLHttp(stack.http_url).execute("query($id: ID!) { post(id: $id) { title } }", {"id": gid})
+        assert anonymous == {"data": {"post": None}}, anonymous
     finally:
         await socket.close()
+        await watcher.close()

@@ -32,8 +32,10 @@ def why_no_browser() -> str | None:
         return "the selenium package is missing: pip install -r tests/compose/requirements.txt"
     missing = [name for name in ("chromium", "chromedriver") if not shutil.which(name)]
     if missing:
-        return (f"{' and '.join(missing)} not found: apt-get install -y chromium chromium-driver "
-                f"(Debian packages; nothing is downloaded at run time)")
+        return (
+            f"{' and '.join(missing)} not found: apt-get install -y chromium chromium-driver "
+            f"(Debian packages; nothing is downloaded at run time)"
+        )
     return None
 
 
@@ -89,7 +91,8 @@ class GraphiQLPage:
         # operation goes over the WebSocket: run only once it has (strawberry's page then
         # mirrors the editor into ?q=).
         self.wait(self.browser, 10).until(
-            lambda b: urllib.parse.parse_qs(urllib.parse.urlsplit(b.current_url).query).get("q", [""])[0] == operation)
+            lambda b: urllib.parse.parse_qs(urllib.parse.urlsplit(b.current_url).query).get("q", [""])[0] == operation
+        )
 
     def run(self) -> None:
         self._find(".graphiql-execute-button").click()

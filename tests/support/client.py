@@ -13,26 +13,26 @@ import uuid
 import requests
 import websockets
 
-CREATE_POST = """
-mutation($title: String!) {
-  createPost(input: {title: $title, content: "body"}) {
-    __typename
-    ... on Post { id title }
-    ... on OperationInfo { messages { kind message field } }
-  }
-}"""
+# The documents the load tester sends are the ones the tests send: imported from its package
+# (services/loadtest/postwire_loadtest/documents.py; tests/support/__init__.py puts it on sys.path).
+from postwire_loadtest.documents import CREATE_POST, LOGIN, POST_NOTIFY, PUBLISH_POST, SERVER_NODE
 
-PUBLISH_POST = """
-mutation($id: ID!) {
-  publishPost(input: {id: $id}) {
-    __typename
-    ... on Post { id published publishedAt }
-    ... on OperationInfo { messages { kind message } }
-  }
-}"""
-
-POST_NOTIFY = "subscription($after: Seq) { postNotify(after: $after) { id title publishAt seq } }"
+# Documents only the tests send.
+POST_NOTIFY_AFTER = "subscription($after: Seq) { postNotify(after: $after) { id title publishAt seq } }"
 DRAFT_ACTIVITY = "subscription { draftActivity { seq kind postId title } }"
+
+__all__ = [
+    "CREATE_POST",
+    "DRAFT_ACTIVITY",
+    "LOGIN",
+    "POST_NOTIFY",
+    "POST_NOTIFY_AFTER",
+    "PUBLISH_POST",
+    "SERVER_NODE",
+    "GraphQLHttp",
+    "RawSocket",
+    "Socket",
+]
 
 
 class GraphQLHttp:
@@ -49,8 +49,10 @@ class GraphQLHttp:
     def execute(self, query: str, variables: dict | None = None, *, csrf: bool = True) -> dict:
         headers = {"X-CSRFToken": self.csrf_token()} if csrf else {}
         self.last_response = self.session.post(
-            f"{self.base_url}/graphql", json={"query": query, "variables": variables or {}},
-            headers=headers, timeout=30,
+            f"{self.base_url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers=headers,
+            timeout=30,
         )
         return self.last_response.json()
 
@@ -59,11 +61,7 @@ class GraphQLHttp:
         return self.last_response.headers.get("X-Postwire-Node", "")
 
     def login(self, username: str, password: str) -> dict:
-        result = self.execute(
-            "mutation($u: String!, $p: String!) { login(username: $u, password: $p) "
-            "{ __typename username isStaff } }",
-            {"u": username, "p": password},
-        )
+        result = self.execute(LOGIN, {"u": username, "p": password})
         assert (result.get("data") or {}).get("login", {}).get("__typename") == "User", result
         return result["data"]["login"]
 
@@ -94,8 +92,9 @@ class Socket:
         self.closed = asyncio.Event()
 
     @classmethod
-    async def open(cls, url: str, *, protocol: str = "graphql-transport-ws", cookie: str | None = None,
-                   origin: str | None = None) -> Socket:
+    async def open(
+        cls, url: str, *, protocol: str = "graphql-transport-ws", cookie: str | None = None, origin: str | None = None
+    ) -> Socket:
         headers = {"Cookie": cookie} if cookie else {}
         ws = await websockets.connect(
             url, subprotocols=[protocol], additional_headers=headers, origin=origin, open_timeout=10
@@ -133,9 +132,9 @@ class Socket:
         op_id = str(self._ids)
         self._pending[op_id] = asyncio.Queue()
         start = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
-        await self.ws.send(json.dumps(
-            {"type": start, "id": op_id, "payload": {"query": query, "variables": variables or {}}}
-        ))
+        await self.ws.send(
+            json.dumps({"type": start, "id": op_id, "payload": {"query": query, "variables": variables or {}}})
+        )
         return op_id
 
     async def receive(self, op_id: str, timeout: float = 10.0) -> tuple[str, dict | None]:
@@ -151,7 +150,7 @@ class Socket:
 
     async def node(self) -> str:
         """Which Daphne node holds this socket (asked over the socket itself)."""
-        return (await self.first("subscription { serverNode }"))["serverNode"]
+        return (await self.first(SERVER_NODE))["serverNode"]
 
     async def close(self):
         await self.ws.close()
@@ -173,8 +172,15 @@ class RawSocket:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str, protocol: str, *, cookie: str | None = None, read_delay: float = 0.0,
-                   receive_buffer: int | None = None) -> RawSocket:
+    async def open(
+        cls,
+        url: str,
+        protocol: str,
+        *,
+        cookie: str | None = None,
+        read_delay: float = 0.0,
+        receive_buffer: int | None = None,
+    ) -> RawSocket:
         sock = None
         if receive_buffer is not None:
             import socket as socket_module
@@ -186,8 +192,13 @@ class RawSocket:
             sock.setblocking(False)
             await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
         ws = await websockets.connect(
-            url, subprotocols=[protocol], additional_headers={"Cookie": cookie} if cookie else {},
-            compression=None, open_timeout=10, max_queue=4, sock=sock,
+            url,
+            subprotocols=[protocol],
+            additional_headers={"Cookie": cookie} if cookie else {},
+            compression=None,
+            open_timeout=10,
+            max_queue=4,
+            sock=sock,
         )
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -206,8 +217,9 @@ class RawSocket:
         except websockets.ConnectionClosed:
             pass
 
-    async def start(self, op_id: str, query: str, variables: dict | None = None,
-                    operation_name: str | None = None) -> None:
+    async def start(
+        self, op_id: str, query: str, variables: dict | None = None, operation_name: str | None = None
+    ) -> None:
         kind = "subscribe" if self.protocol == "graphql-transport-ws" else "start"
         payload = {"query": query, "variables": variables or {}}
         if operation_name:
@@ -223,10 +235,12 @@ class RawSocket:
 
     async def frames_for(self, count: int, timeout: float = 10.0) -> list[str]:
         """Wait until at least `count` messages arrived; return them all."""
+
         async def enough():
             while len(self._frames) < count:
                 self._arrived.clear()
                 await self._arrived.wait()
+
         await asyncio.wait_for(enough(), timeout)
         return self.frames()
 

@@ -42,14 +42,14 @@ application = ProtocolTypeRouter(
         "http": LoopHealthz(django_asgi_app),
         # The request id for the socket's logs; then WireMiddleware, which must see Daphne's own
         # `send` (passed through untouched) to hand the hub this socket.
-        "websocket": RequestIdASGIMiddleware(WireMiddleware(
-            send_buffer=settings.WS_SEND_BUFFER_BYTES,
-            inner=AllowedHostsOriginValidator(
-                SessionAuthMiddleware(
-                    URLRouter([re_path(r"^(ws)?graphql/?$", graphql_over_websocket)])
-                )
+        "websocket": RequestIdASGIMiddleware(
+            WireMiddleware(
+                send_buffer=settings.WS_SEND_BUFFER_BYTES,
+                inner=AllowedHostsOriginValidator(
+                    SessionAuthMiddleware(URLRouter([re_path(r"^(ws)?graphql/?$", graphql_over_websocket)]))
+                ),
             )
-        )),
+        ),
     }
 )
 

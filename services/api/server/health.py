@@ -51,8 +51,9 @@ class DependencyCollector:
     multiprocess export reads only the workers' files."""
 
     def collect(self):
-        gauge = GaugeMetricFamily("postwire_dependency_up", "Whether this node reaches the dependency",
-                                  labels=["check"])
+        gauge = GaugeMetricFamily(
+            "postwire_dependency_up", "Whether this node reaches the dependency", labels=["check"]
+        )
         for name, probe in (("database", _database), ("redis", lambda: _redis().ping())):
             gauge.add_metric([name], 1.0 if _check(probe) == "ok" else 0.0)
         yield gauge

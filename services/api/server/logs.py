@@ -1,8 +1,11 @@
-"""Log records that say where they come from: the node, and the request or WebSocket connection.
+"""Log records that say where they come from: the node, the request or WebSocket connection, and
+the GraphQL operation on that socket.
 
 nginx gives every request an id (X-Request-ID, also sent back to the client); the middlewares
-here keep it in a context variable for the request's (or the socket's) duration, and a logging
-filter puts it and the node name on every record, for the plain or JSON (LOG_FORMAT) formatter.
+here keep it in a context variable for the request's (or the socket's) duration. A WebSocket
+operation's task also carries the client's operation id (set by server.realtime.protocols). A
+logging filter puts both and the node name on every record, for the plain or JSON (LOG_FORMAT)
+formatter.
 """
 
 import contextvars
@@ -10,14 +13,16 @@ import contextvars
 from django.conf import settings
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+operation_id: contextvars.ContextVar[str] = contextvars.ContextVar("operation_id", default="-")
 
 
 class ContextFilter:
-    """Adds `node` and `request_id` to every record (a logging filter; never drops one)."""
+    """Adds `node`, `request_id` and `operation_id` to every record (a logging filter; never drops one)."""
 
     def filter(self, record) -> bool:
         record.node = settings.NODE_NAME
         record.request_id = request_id.get()
+        record.operation_id = operation_id.get()
         return True
 
 

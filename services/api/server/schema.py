@@ -1,7 +1,8 @@
-"""Two schemas, as in the seed tutorial: strawberry_django's resolvers expect an HTTP request in
-`info.context`, which WebSocket contexts (a dict) lack, so mutations and model queries are served
-over HTTP only. The HTTP schema still *declares* the subscriptions, so GraphiQL at /graphql can
-validate and run them (nginx sends its WebSocket upgrade to Daphne)."""
+"""Two schemas, as in the Strawberry + Django Channels tutorial postwire started from:
+strawberry_django's resolvers expect an HTTP request in `info.context`, which WebSocket contexts
+(a dict) lack, so mutations and model queries are served over HTTP only. The HTTP schema still
+*declares* the subscriptions, so GraphiQL at /graphql can validate and run them (nginx sends its
+WebSocket upgrade to Daphne)."""
 
 from collections.abc import AsyncGenerator
 
@@ -17,8 +18,16 @@ from graphql import (
     OperationType,
     ValidationRule,
 )
-from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
-from strawberry.extensions import max_aliases, query_depth_limiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.utils.logging import StrawberryLogger
 from strawberry_django.optimizer import DjangoOptimizerExtension
@@ -29,6 +38,7 @@ from server.app.authentication.graph import queries as auth_queries
 from server.app.blog.graph import mutations as blog_mutations
 from server.app.blog.graph import queries as blog_queries
 from server.app.blog.graph import subscriptions as blog_subscriptions
+from server.app.blog.graph.types import SCALAR_MAP
 
 
 @strawberry.type
@@ -62,8 +72,9 @@ class RootFieldLimit(ValidationRule):
     def enter_operation_definition(self, node, *_args):
         count = self._count(node.selection_set, set())
         if count > settings.GRAPHQL_MAX_ROOT_FIELDS:
-            self.report_error(GraphQLError(
-                f"{count} root fields requested. Allowed: {settings.GRAPHQL_MAX_ROOT_FIELDS}", node))
+            self.report_error(
+                GraphQLError(f"{count} root fields requested. Allowed: {settings.GRAPHQL_MAX_ROOT_FIELDS}", node)
+            )
 
     def _count(self, selection_set, seen: set) -> int:
         count = 0
@@ -113,8 +124,11 @@ class CachedParse(ParserCache):
 
 def _cached_documents() -> list:
     # The token limit is a parse option, so it is part of the parse cache's key.
-    return [lambda: MaxTokensLimiter(settings.GRAPHQL_MAX_TOKENS),
-            lambda: CachedParse(maxsize=DOCUMENT_CACHE_SIZE), lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE)]
+    return [
+        lambda: MaxTokensLimiter(settings.GRAPHQL_MAX_TOKENS),
+        lambda: CachedParse(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+    ]
 
 
 class SubscriptionsNeedAWebSocket(ValidationRule):
@@ -123,11 +137,13 @@ class SubscriptionsNeedAWebSocket(ValidationRule):
 
     def enter_operation_definition(self, node, *_args):
         if node.operation == OperationType.SUBSCRIPTION:
-            self.report_error(GraphQLError(
-                "Subscriptions are served over WebSocket: connect to /wsgraphql (graphql-transport-ws "
-                "or graphql-ws), or upgrade /graphql to a WebSocket as GraphiQL does.",
-                node,
-            ))
+            self.report_error(
+                GraphQLError(
+                    "Subscriptions are served over WebSocket: connect to /wsgraphql (graphql-transport-ws "
+                    "or graphql-ws), or upgrade /graphql to a WebSocket as GraphiQL does.",
+                    node,
+                )
+            )
 
 
 class Schema(strawberry.Schema):
@@ -147,11 +163,13 @@ class Schema(strawberry.Schema):
 
 def _mask_outages() -> MaskErrors:
     """A database or Redis failure inside an operation: say it is temporary (server/errors.py)."""
-    return MaskErrors(should_mask_error=lambda error: errors.is_outage(error.original_error),
-                      error_message=errors.OUTAGE_MESSAGE)
+    return MaskErrors(
+        should_mask_error=lambda error: errors.is_outage(error.original_error), error_message=errors.OUTAGE_MESSAGE
+    )
 
 
 schema = Schema(
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
     query=query,
     mutation=mutation,
     subscription=subscription,
@@ -163,7 +181,9 @@ schema = Schema(
     ],
 )
 ws_schema = Schema(
-    query=ServerQuery, subscription=subscription,
+    config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    query=ServerQuery,
+    subscription=subscription,
     # No MaskErrors here: it hooks every streamed result, which would turn the shared fan-out
     # off (server.realtime.shared.unsupported_reason); the subscription resolvers say an outage
     # themselves (server/app/blog/graph/subscriptions.py).

@@ -1,4 +1,7 @@
-"""postwire settings: everything comes from the environment (see .env.example at the repo root).
+"""postwire settings: everything comes from the environment, and every default is here.
+
+.env.example at the repo root lists each variable read below with the same default (checked by
+tests/api/test_settings.py); compose, Kubernetes and the local stack set only their topology.
 
 POSTWIRE_ENV=development relaxes only what a laptop needs (an insecure default secret key, local
 database/redis URLs, localhost hosts, GraphiQL). Anything else is production: a missing secret
@@ -11,10 +14,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from redis import exceptions as redis_exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,24 +37,22 @@ def _required(name: str, dev_default: str) -> str:
     if DEVELOPMENT:
         return dev_default
     raise ImproperlyConfigured(
-        f"{name} is not set. It is required when POSTWIRE_ENV=production "
-        f"(set POSTWIRE_ENV=development for local use)."
+        f"{name} is not set. It is required when POSTWIRE_ENV=production (set POSTWIRE_ENV=development for local use)."
     )
 
 
 SECRET_KEY = _required("DJANGO_SECRET_KEY", "insecure-development-key-do-not-use-in-production")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-ALLOWED_HOSTS = env.list(
-    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else []
-)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is not set (required when POSTWIRE_ENV=production).")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # WebSocket handshakes with an Origin must match ALLOWED_HOSTS; true also refuses Origin-less ones.
 WS_REQUIRE_ORIGIN = env.bool("POSTWIRE_WS_REQUIRE_ORIGIN", default=False)
 
-# Name of this process in logs, metrics and the `serverNode` query (proves which node served).
-NODE_NAME = env.str("POSTWIRE_NODE_NAME", default=socket.gethostname())
+# Name of this process in logs, metrics and the `serverNode` query (proves which node served);
+# empty: the host name (a container's or pod's own).
+NODE_NAME = env.str("POSTWIRE_NODE_NAME", default="") or socket.gethostname()
 
 INSTALLED_APPS = [
     "daphne",
@@ -104,9 +105,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db_url_config(
-        _required("DATABASE_URL", "postgres://postwire:postwire@127.0.0.1:5432/postwire")
-    )
+    "default": env.db_url_config(_required("DATABASE_URL", "postgres://postwire:postwire@127.0.0.1:5432/postwire"))
 }
 # Persistent connections for gunicorn. Daphne (ASGI) gets 0, as Django advises: `postwire ws`
 # sets DB_CONN_MAX_AGE from DB_CONN_MAX_AGE_WS (default 0).
@@ -130,14 +129,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="") or str(BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "server" / "static"]
 # Images serve what collectstatic gathered at build time; a checkout (the local stack) has not
 # collected anything, so in development WhiteNoise also serves straight from the finders.
 WHITENOISE_USE_FINDERS = DEVELOPMENT
 
 # --- Security -------------------------------------------------------------------------------
-# Cookies are Secure unless the deployment says it serves plain HTTP (local stack, compose).
+# Cookies are Secure unless in development (compose and the local stack serve plain HTTP).
 _secure_cookies = env.bool("DJANGO_SECURE_COOKIES", default=not DEVELOPMENT)
 SESSION_COOKIE_SECURE = _secure_cookies
 CSRF_COOKIE_SECURE = _secure_cookies
@@ -186,8 +185,10 @@ _redis_host = {
 # the readiness check ask the sentinels for the current master of REDIS_SENTINEL_MASTER, and follow
 # a failover; REDIS_URL then supplies only the database number and the password.
 REDIS_SENTINELS = [
-    (host, int(port)) for host, _, port in
-    (item.strip().rpartition(":") for item in env.str("REDIS_SENTINELS", default="").split(",") if item.strip())
+    (host, int(port))
+    for host, _, port in (
+        item.strip().rpartition(":") for item in env.str("REDIS_SENTINELS", default="").split(",") if item.strip()
+    )
 ]
 REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="postwire")
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
@@ -229,13 +230,13 @@ POSTS_CHANNEL = env.str("POSTS_CHANNEL", default="posts_notifications")
 # "shared" (postwire): one group member per process; each event executed once per distinct
 # subscription and written to every socket by the hub. "hub": the same hub, but strawberry
 # executes and sends per subscriber (the plain path; kept to compare, byte for byte and in the
-# benchmark). "per-socket": the tutorial's design, in which every WebSocket joins the group and
-# reads the post from the database; kept for the benchmark.
+# benchmark). "per-socket": the design of the Strawberry + Channels tutorial postwire started
+# from, in which every WebSocket joins the group and reads the post from the database; kept for
+# the benchmark.
 FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="shared")
 if FANOUT_MODE not in {"shared", "hub", "per-socket"}:
     raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'shared', 'hub' or 'per-socket', not {FANOUT_MODE!r}")
-# Empty (compose passes it through empty) means: computed from the expiry, so a short expiry
-# cannot outlive a pinned re-join interval.
+# Empty: computed from the expiry, so that a short expiry cannot outlive a pinned interval.
 _rejoin = env.str("POSTWIRE_HUB_REJOIN_SECONDS", default="")
 HUB_REJOIN_SECONDS = float(_rejoin) if _rejoin else min(3600.0, CHANNEL_GROUP_EXPIRY / 4)
 HUB_CATCHUP_SECONDS = env.float("POSTWIRE_HUB_CATCHUP_SECONDS", default=30.0)
@@ -294,7 +295,8 @@ AUTHENTICATION_BACKENDS = [
 
 # --- Logging ---------------------------------------------------------------------------------
 # "json": one JSON object per line (for a log pipeline), "plain": one readable line. Either way
-# each record carries the node and the request id nginx gave the request (server/logs.py).
+# each record carries the node, the request id nginx gave the request and, on a WebSocket, the
+# GraphQL operation id (server/logs.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEVELOPMENT else "json")
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}")
@@ -303,10 +305,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "server.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s [%(node)s %(request_id)s] %(name)s: %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s [%(node)s %(request_id)s %(operation_id)s] %(name)s: %(message)s"
+        },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(node)s %(request_id)s %(name)s %(message)s",
+            "fmt": "%(asctime)s %(levelname)s %(node)s %(request_id)s %(operation_id)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },

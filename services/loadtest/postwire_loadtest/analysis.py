@@ -56,7 +56,7 @@ def _subs(raw: RawRun) -> list[dict]:
     subs = []
     for result in raw.workers.values():
         for row in result.get("subs", []):
-            subs.append(dict(zip(SUB_FIELDS, row)))
+            subs.append(dict(zip(SUB_FIELDS, row, strict=True)))
     subs.sort(key=lambda s: s["index"])
     return subs
 
@@ -65,7 +65,6 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
     """Returns (results for JSON, series for the plot)."""
     cfg = raw.cfg
     subs = _subs(raw)
-    by_index = {s["index"]: s for s in subs}
     end = raw.phases.get("drain_end") or raw.phases.get("end") or time.monotonic()
     t0 = raw.phases.get("publish_start", raw.phases.get("start", 0.0))
 
@@ -81,7 +80,7 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
         r_sub, r_n, r_t, r_seq = result["receipts"]
         max_seq: dict[int, int] = {}
         max_n: dict[int, int] = {}
-        for s, n, t, seq in zip(r_sub, r_n, r_t, r_seq):
+        for s, n, t, seq in zip(r_sub, r_n, r_t, r_seq, strict=True):
             receipt_times.append(t - t0)
             key = (s, n)
             if key in first:
@@ -103,7 +102,11 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
     latencies_ms = []
     for p in raw.publishes:
         row = {
-            "n": p.n, "title": p.title, "ok": p.ok, "error": p.error, "api_node": p.api_node,
+            "n": p.n,
+            "title": p.title,
+            "ok": p.ok,
+            "error": p.error,
+            "api_node": p.api_node,
             "published_at": p.published_at,
             "sent_s": round(p.t_sent - t0, 4),
             "schedule_lag_ms": round((p.t_sent - p.t_scheduled) * 1000, 3),
@@ -144,8 +147,13 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
                     missing_subs.append({"subscriber": s["index"], "node": s["node"]})
         expected = delivered + missing
         row.update(
-            expected=expected, delivered=delivered, missing=missing, interrupted=interrupted,
-            duplicates=duplicates[p.n], out_of_order=out_of_order[p.n], not_eligible_receipts=extra,
+            expected=expected,
+            delivered=delivered,
+            missing=missing,
+            interrupted=interrupted,
+            duplicates=duplicates[p.n],
+            out_of_order=out_of_order[p.n],
+            not_eligible_receipts=extra,
             ratio=round(delivered / expected, 6) if expected else None,
             latency_ms=summary_ms(hist),
             last_subscriber_ms=round(last * 1000, 3) if last is not None else None,
@@ -202,37 +210,58 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
         "run_id": cfg.run_id,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(raw.phases["start"] + raw.wall_offset)),
         "config": cfg.public_dict(),
-        "environment": {"nofile_limit": list(raw.nofile), "workers": cfg.workers,
-                        "source_addresses": len(sources), "source_address_sample": sources[:5]},
+        "environment": {
+            "nofile_limit": list(raw.nofile),
+            "workers": cfg.workers,
+            "source_addresses": len(sources),
+            "source_address_sample": sources[:5],
+        },
         "outcome": {"timed_out": raw.timed_out, "failure": raw.failure},
-        "phases": {k: {"wall": round(v + raw.wall_offset, 3), "s": round(v - raw.phases["start"], 3)}
-                   for k, v in raw.phases.items()},
+        "phases": {
+            k: {"wall": round(v + raw.wall_offset, 3), "s": round(v - raw.phases["start"], 3)}
+            for k, v in raw.phases.items()
+        },
         "subscribers": {
-            "requested": cfg.subscribers, "connected": len(connected),
-            "failed": sum(1 for s in subs if s["error"]), "never_started": cfg.subscribers - len(subs),
-            "protocols": dict(protocols), "connect_ms": summary_ms(connect),
+            "requested": cfg.subscribers,
+            "connected": len(connected),
+            "failed": sum(1 for s in subs if s["error"]),
+            "never_started": cfg.subscribers - len(subs),
+            "protocols": dict(protocols),
+            "connect_ms": summary_ms(connect),
             "nodes": dict(sorted(nodes.items())),
-            "disconnected": sum(disconnects.values()), "disconnect_reasons": dict(disconnects),
+            "disconnected": sum(disconnects.values()),
+            "disconnect_reasons": dict(disconnects),
             "dropped_by_tool": raw.dropped,
         },
-        "warmup": {**raw.warmup, "live_subscribers": live, "not_live": len(connected) - live,
-                   "note": {"publish": "warm-up posts were published until every open subscriber received one",
-                            "settle": "waited a fixed settle period; nothing confirms the subscriptions were live",
-                            "none": "no warm-up"}[cfg.warmup]},
+        "warmup": {
+            **raw.warmup,
+            "live_subscribers": live,
+            "not_live": len(connected) - live,
+            "note": {
+                "publish": "warm-up posts were published until every open subscriber received one",
+                "settle": "waited a fixed settle period; nothing confirms the subscriptions were live",
+                "none": "no warm-up",
+            }[cfg.warmup],
+        },
         "publishes": {
-            "requested": cfg.publishes, "sent": len(raw.publishes),
+            "requested": cfg.publishes,
+            "sent": len(raw.publishes),
             "ok": sum(1 for p in raw.publishes if p.ok),
             "failed": sum(1 for p in raw.publishes if not p.ok),
             "excluded": sum(1 for r in publishes if r.get("excluded")),
-            "rate": cfg.rate, "response_ms": summary_ms(response),
+            "rate": cfg.rate,
+            "response_ms": summary_ms(response),
             "max_schedule_lag_ms": max((r["schedule_lag_ms"] for r in publishes), default=0.0),
             "api_nodes": dict(collections.Counter(p.api_node or "unknown" for p in raw.publishes)),
         },
         "deliveries": {
-            "expected": expected, "delivered": delivered, "missing": expected - delivered,
+            "expected": expected,
+            "delivered": delivered,
+            "missing": expected - delivered,
             "ratio": round(delivered / expected, 6) if expected else None,
             "interrupted_by_disconnect": sum(r["interrupted"] for r in measured),
-            "duplicates": sum(duplicates.values()), "out_of_order": sum(out_of_order.values()),
+            "duplicates": sum(duplicates.values()),
+            "out_of_order": sum(out_of_order.values()),
             "publish_order_inversions": order_inversions,
             "not_eligible_receipts": sum(r.get("not_eligible_receipts", 0) for r in measured),
             "complete_publishes": sum(1 for r in measured if r["complete"]),
@@ -240,9 +269,14 @@ def analyse(raw: RawRun) -> tuple[dict, dict]:
         },
         "latency_ms": summary_ms(overall),
         "last_subscriber_ms": summary_ms(lasts),
-        "nodes": {k: {**v, "subscribers": nodes.get(k, 0),
-                      "ratio": round(v["delivered"] / v["expected"], 6) if v["expected"] else None}
-                  for k, v in sorted(per_node.items())},
+        "nodes": {
+            k: {
+                **v,
+                "subscribers": nodes.get(k, 0),
+                "ratio": round(v["delivered"] / v["expected"], 6) if v["expected"] else None,
+            }
+            for k, v in sorted(per_node.items())
+        },
         "errors": dict(sorted(errors.items())),
         "per_publish": publishes,
     }
@@ -273,8 +307,11 @@ def generator_cpu(raw: RawRun, publish_start: float, drain_end: float) -> dict:
     out: dict = {"processes": len(processes), "cpu_s_total": round(total, 3)}
     if phase and len(phase) == len(processes):
         cpu = sum(phase)
-        out.update(cpu_s_publish_phase=round(cpu, 3), receipts_publish_phase=receipts,
-                   cpu_us_per_receipt=round(cpu / receipts * 1e6, 1) if receipts else None)
+        out.update(
+            cpu_s_publish_phase=round(cpu, 3),
+            receipts_publish_phase=receipts,
+            cpu_us_per_receipt=round(cpu / receipts * 1e6, 1) if receipts else None,
+        )
     marks = raw.machine_marks
     if "publish_start" in marks and "drain_end" in marks:
         (idle0, total0), (idle1, total1) = marks["publish_start"], marks["drain_end"]

@@ -21,8 +21,11 @@ EXIT_OK, EXIT_OBJECTIVE, EXIT_USAGE, EXIT_RUN_FAILED = 0, 1, 2, 3
 
 # Flags whose environment variable is not LOADTEST_<FLAG>.
 ENV_ALIASES = {
-    "url": ["POSTWIRE_URL"], "ws_url": ["POSTWIRE_WS_URL"], "graphql_url": ["POSTWIRE_GRAPHQL_URL"],
-    "username": ["POSTWIRE_USERNAME"], "password": ["POSTWIRE_PASSWORD"],
+    "url": ["POSTWIRE_URL"],
+    "ws_url": ["POSTWIRE_WS_URL"],
+    "graphql_url": ["POSTWIRE_GRAPHQL_URL"],
+    "username": ["POSTWIRE_USERNAME"],
+    "password": ["POSTWIRE_PASSWORD"],
 }
 
 
@@ -34,8 +37,9 @@ def _env(dest: str) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="postwire-loadtest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="postwire-loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     t = p.add_argument_group("target")
     t.add_argument("--url", default="http://127.0.0.1:8080", help="postwire's nginx (default %(default)s)")
     t.add_argument("--ws-url", default="", help="subscriptions URL (default: <url>/wsgraphql, ws or wss)")
@@ -46,32 +50,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = p.add_argument_group("subscribers")
     s.add_argument("-n", "--subscribers", type=int, default=100, help="N subscriptions (default %(default)s)")
-    s.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="graphql-transport-ws",
-                   help="subprotocol; mixed alternates both (default %(default)s)")
+    s.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default="graphql-transport-ws",
+        help="subprotocol; mixed alternates both (default %(default)s)",
+    )
     s.add_argument("--ramp-rate", type=float, default=500.0, help="new sockets per second (default %(default)s)")
     s.add_argument("--connect-timeout", type=parse_seconds, default=15.0, help="per socket, to connection_ack")
-    s.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: one per 9,000 sockets; 20,000 fds per process)")
-    s.add_argument("--source-addresses", default="",
-                   help="client source addresses, e.g. 127.0.0.2-127.0.0.60 (default: 127.0.0.2-65 when "
-                        "the target is loopback, else the kernel's choice); 'none' disables")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="worker processes (default: one per 9,000 sockets; 20,000 fds per process)",
+    )
+    s.add_argument(
+        "--source-addresses",
+        default="",
+        help="client source addresses, e.g. 127.0.0.2-127.0.0.60 (default: 127.0.0.2-65 when "
+        "the target is loopback, else the kernel's choice); 'none' disables",
+    )
 
     q = p.add_argument_group("publishing (open loop)")
     q.add_argument("-m", "--publishes", type=int, default=0, help="M posts (default: duration x rate)")
     q.add_argument("--rate", type=float, default=1.0, help="publishes per second (default %(default)s)")
-    q.add_argument("--duration", type=parse_seconds, default=30.0,
-                   help="seconds of publishing when --publishes is not given (default %(default)s)")
+    q.add_argument(
+        "--duration",
+        type=parse_seconds,
+        default=30.0,
+        help="seconds of publishing when --publishes is not given (default %(default)s)",
+    )
     q.add_argument("--publish-threads", type=int, default=32, help="concurrent publish requests at most")
 
     ph = p.add_argument_group("phases")
-    ph.add_argument("--warmup", choices=["publish", "settle", "none"], default="publish",
-                    help="publish: warm-up posts until every subscriber got one (default); settle: wait")
+    ph.add_argument(
+        "--warmup",
+        choices=["publish", "settle", "none"],
+        default="publish",
+        help="publish: warm-up posts until every subscriber got one (default); settle: wait",
+    )
     ph.add_argument("--warmup-timeout", type=parse_seconds, default=30.0, help="give up warming up after this")
     ph.add_argument("--settle", type=parse_seconds, default=5.0, help="seconds to wait with --warmup settle")
-    ph.add_argument("--drain", type=parse_seconds, default=10.0,
-                    help="wait this long after the last publish; also each publish's delivery deadline")
-    ph.add_argument("--timeout", type=parse_seconds, default=0.0,
-                    help="hard limit for the whole run (default: the phases' sum + 120 s)")
+    ph.add_argument(
+        "--drain",
+        type=parse_seconds,
+        default=10.0,
+        help="wait this long after the last publish; also each publish's delivery deadline",
+    )
+    ph.add_argument(
+        "--timeout",
+        type=parse_seconds,
+        default=0.0,
+        help="hard limit for the whole run (default: the phases' sum + 120 s)",
+    )
 
     o = p.add_argument_group("objectives (exit 1 when missed)")
     o.add_argument("--min-delivery", type=float, default=None, help="e.g. 1.0: every expected delivery")
@@ -116,15 +147,35 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
         sources = parse_source_addresses(args.source_addresses)
     kwargs = dict(
-        url=args.url, graphql_url=args.graphql_url, ws_url=args.ws_url, username=args.username, password=password,
-        subscribers=args.subscribers, protocol=args.protocol, ramp_rate=args.ramp_rate,
-        connect_timeout=args.connect_timeout, workers=args.workers, source_addresses=sources,
-        publishes=args.publishes, rate=args.rate, duration=args.duration, publish_threads=args.publish_threads,
-        warmup=args.warmup, warmup_timeout=args.warmup_timeout, settle=args.settle, drain=args.drain,
-        timeout=args.timeout, min_delivery=args.min_delivery, max_p99_ms=args.max_p99,
-        max_duplicates=args.max_duplicates, out_dir=Path(args.out) if args.out else None,
-        progress=args.progress, plot=not args.no_plot, save_receipts=args.save_receipts,
-        drop_subscribers=args.drop_subscribers, drop_after_publish=args.drop_after_publish,
+        url=args.url,
+        graphql_url=args.graphql_url,
+        ws_url=args.ws_url,
+        username=args.username,
+        password=password,
+        subscribers=args.subscribers,
+        protocol=args.protocol,
+        ramp_rate=args.ramp_rate,
+        connect_timeout=args.connect_timeout,
+        workers=args.workers,
+        source_addresses=sources,
+        publishes=args.publishes,
+        rate=args.rate,
+        duration=args.duration,
+        publish_threads=args.publish_threads,
+        warmup=args.warmup,
+        warmup_timeout=args.warmup_timeout,
+        settle=args.settle,
+        drain=args.drain,
+        timeout=args.timeout,
+        min_delivery=args.min_delivery,
+        max_p99_ms=args.max_p99,
+        max_duplicates=args.max_duplicates,
+        out_dir=Path(args.out) if args.out else None,
+        progress=args.progress,
+        plot=not args.no_plot,
+        save_receipts=args.save_receipts,
+        drop_subscribers=args.drop_subscribers,
+        drop_after_publish=args.drop_after_publish,
     )
     if args.run_id:
         kwargs["run_id"] = args.run_id
@@ -135,8 +186,7 @@ def execute(cfg: Config, *, quiet: bool = False) -> tuple[int, dict]:
     """Run, analyse, write results; returns (exit status, results). The Python API of the tool."""
     from postwire_loadtest.analysis import analyse
     from postwire_loadtest.progress import Progress
-    from postwire_loadtest.report import (check_objectives, summary_text, write_receipts, write_results,
-                                          write_summary)
+    from postwire_loadtest.report import check_objectives, summary_text, write_receipts, write_results, write_summary
     from postwire_loadtest.run import Runner
 
     runner = Runner(cfg, Progress(cfg.progress))

@@ -104,8 +104,7 @@ class Config:
     drop_after_publish: int | None = None
 
     def __post_init__(self) -> None:
-        self.url, self.graphql_url, self.ws_url = derive_urls(self.url, self.graphql_url or None,
-                                                              self.ws_url or None)
+        self.url, self.graphql_url, self.ws_url = derive_urls(self.url, self.graphql_url or None, self.ws_url or None)
         if self.protocol not in PROTOCOL_CHOICES:
             raise ValueError(f"protocol must be one of {PROTOCOL_CHOICES}")
         if self.warmup not in ("publish", "settle", "none"):

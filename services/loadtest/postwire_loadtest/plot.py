@@ -21,7 +21,8 @@ def plot(results: dict, series: dict, path: Path) -> Path:
     fig.suptitle(
         f"postwire-loadtest {results['run_id']}: {results['subscribers']['connected']} subscribers, "
         f"{results['publishes']['ok']} publishes at {results['publishes']['rate']:g}/s; "
-        f"delivered {d['delivered']}/{d['expected']} ({ratio})", fontsize=11,
+        f"delivered {d['delivered']}/{d['expected']} ({ratio})",
+        fontsize=11,
     )
 
     # 1. Latency distribution (log x: fan-out tails span orders of magnitude).
@@ -51,8 +52,14 @@ def plot(results: dict, series: dict, path: Path) -> Path:
         ax_pub.plot(x, [r["last_subscriber_ms"] for r in rows], "o-", markersize=3, label="last subscriber")
         incomplete = [r for r in rows if not r["complete"]]
         if incomplete:
-            ax_pub.scatter([r["sent_s"] for r in incomplete], [r["last_subscriber_ms"] for r in incomplete],
-                           marker="x", color="red", zorder=3, label="incomplete publish")
+            ax_pub.scatter(
+                [r["sent_s"] for r in incomplete],
+                [r["last_subscriber_ms"] for r in incomplete],
+                marker="x",
+                color="red",
+                zorder=3,
+                label="incomplete publish",
+            )
         ax_pub.set_yscale("log")
         ax_pub.yaxis.set_major_formatter(PLAIN)
         ax_pub.yaxis.set_minor_formatter(PLAIN)

@@ -11,9 +11,6 @@ import json
 
 from postwire_loadtest.config import TRANSPORT_WS
 
-POST_NOTIFY = "subscription { postNotify { id title publishAt seq } }"
-SERVER_NODE = "subscription { serverNode }"
-
 NODE_OP = "node"
 POSTS_OP = "posts"
 

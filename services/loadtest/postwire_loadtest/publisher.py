@@ -16,28 +16,7 @@ from dataclasses import dataclass
 
 import requests
 
-CREATE_POST = """
-mutation($title: String!) {
-  createPost(input: {title: $title, content: "postwire-loadtest"}) {
-    __typename
-    ... on Post { id }
-    ... on OperationInfo { messages { kind message } }
-  }
-}"""
-
-PUBLISH_POST = """
-mutation($id: ID!) {
-  publishPost(input: {id: $id}) {
-    __typename
-    ... on Post { id published publishedAt }
-    ... on OperationInfo { messages { kind message } }
-  }
-}"""
-
-LOGIN = """
-mutation($u: String!, $p: String!) {
-  login(username: $u, password: $p) { __typename ... on User { username isStaff } }
-}"""
+from postwire_loadtest.documents import CREATE_POST, LOGIN, PUBLISH_POST
 
 REQUEST_TIMEOUT = 30.0
 
@@ -57,9 +36,6 @@ class PublishResult:
     error: str | None = None
     api_node: str | None = None  # X-Postwire-Node of the gunicorn that served it
     published_at: str | None = None
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 class Publisher:
@@ -85,8 +61,10 @@ class Publisher:
     def _post(self, query: str, variables: dict) -> requests.Response:
         session = self._session()
         return session.post(
-            self.graphql_url, json={"query": query, "variables": variables},
-            headers={"X-CSRFToken": session.cookies.get("csrftoken", "")}, timeout=REQUEST_TIMEOUT,
+            self.graphql_url,
+            json={"query": query, "variables": variables},
+            headers={"X-CSRFToken": session.cookies.get("csrftoken", "")},
+            timeout=REQUEST_TIMEOUT,
         )
 
     def login(self) -> dict:
@@ -126,18 +104,21 @@ class Publisher:
             t_answered = time.monotonic()
             node = response.headers.get("X-Postwire-Node")
             if response.status_code != 200:
-                return PublishResult(n, title, t_scheduled, t_sent, t_answered, False,
-                                     f"publish_http_{response.status_code}", node)
+                return PublishResult(
+                    n, title, t_scheduled, t_sent, t_answered, False, f"publish_http_{response.status_code}", node
+                )
             payload = (response.json().get("data") or {}).get("publishPost") or {}
             if payload.get("__typename") != "Post" or not payload.get("published"):
                 return PublishResult(n, title, t_scheduled, t_sent, t_answered, False, "publish_refused", node)
-            return PublishResult(n, title, t_scheduled, t_sent, t_answered, True, None, node,
-                                 payload.get("publishedAt"))
+            return PublishResult(
+                n, title, t_scheduled, t_sent, t_answered, True, None, node, payload.get("publishedAt")
+            )
         except requests.Timeout:
             return PublishResult(n, title, t_scheduled, t_sent, time.monotonic(), False, "publish_timeout")
         except (requests.RequestException, ValueError) as exc:
-            return PublishResult(n, title, t_scheduled, t_sent, time.monotonic(), False,
-                                 f"publish_{type(exc).__name__}")
+            return PublishResult(
+                n, title, t_scheduled, t_sent, time.monotonic(), False, f"publish_{type(exc).__name__}"
+            )
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -17,15 +17,33 @@ def check_objectives(cfg: Config, results: dict) -> list[dict]:
     d = results["deliveries"]
     if cfg.min_delivery is not None:
         ratio = d["ratio"]
-        checks.append({"objective": "min_delivery", "target": cfg.min_delivery, "actual": ratio,
-                       "passed": ratio is not None and ratio >= cfg.min_delivery})
+        checks.append(
+            {
+                "objective": "min_delivery",
+                "target": cfg.min_delivery,
+                "actual": ratio,
+                "passed": ratio is not None and ratio >= cfg.min_delivery,
+            }
+        )
     if cfg.max_p99_ms is not None:
         p99 = results["latency_ms"].get("p99")
-        checks.append({"objective": "max_p99_ms", "target": cfg.max_p99_ms, "actual": p99,
-                       "passed": p99 is not None and p99 <= cfg.max_p99_ms})
+        checks.append(
+            {
+                "objective": "max_p99_ms",
+                "target": cfg.max_p99_ms,
+                "actual": p99,
+                "passed": p99 is not None and p99 <= cfg.max_p99_ms,
+            }
+        )
     if cfg.max_duplicates is not None:
-        checks.append({"objective": "max_duplicates", "target": cfg.max_duplicates, "actual": d["duplicates"],
-                       "passed": d["duplicates"] <= cfg.max_duplicates})
+        checks.append(
+            {
+                "objective": "max_duplicates",
+                "target": cfg.max_duplicates,
+                "actual": d["duplicates"],
+                "passed": d["duplicates"] <= cfg.max_duplicates,
+            }
+        )
     return checks
 
 
@@ -56,9 +74,12 @@ def summary_text(results: dict) -> str:
         f"  nodes      {'  '.join(f'{k} {v}' for k, v in s['nodes'].items()) or 'none'}",
         f"  left       {s['disconnected']} disconnected"
         + (f" ({', '.join(f'{k} {v}' for k, v in s['disconnect_reasons'].items())})" if s["disconnected"] else ""),
-        (f"warm-up      {w['method']}: {w.get('posts', 0)} post(s), {w.get('live_subscribers', 0)} live, "
-         f"{w.get('not_live', 0)} not live, {w.get('seconds', 0):.1f}s" if w.get("method")
-         else "warm-up      not reached"),
+        (
+            f"warm-up      {w['method']}: {w.get('posts', 0)} post(s), {w.get('live_subscribers', 0)} live, "
+            f"{w.get('not_live', 0)} not live, {w.get('seconds', 0):.1f}s"
+            if w.get("method")
+            else "warm-up      not reached"
+        ),
         f"publishes    {p['ok']}/{p['requested']} ok at {p['rate']:g}/s open loop, {p['failed']} failed; "
         f"response {_pct(p['response_ms'])}; max schedule lag {p['max_schedule_lag_ms']:.1f} ms",
         f"deliveries   {d['delivered']}/{d['expected']} expected (ratio "
@@ -69,8 +90,9 @@ def summary_text(results: dict) -> str:
         f"last sub     {_pct(results['last_subscriber_ms'])}   (per publish: until the last subscriber had it)",
     ]
     if results["nodes"]:
-        lines.append("per node     " + "  ".join(
-            f"{k} {v['delivered']}/{v['expected']}" for k, v in results["nodes"].items()))
+        lines.append(
+            "per node     " + "  ".join(f"{k} {v['delivered']}/{v['expected']}" for k, v in results["nodes"].items())
+        )
     lines.append("errors       " + (", ".join(f"{k} {v}" for k, v in results["errors"].items()) or "none"))
     g = results.get("load_generator") or {}
     if g:
@@ -78,8 +100,12 @@ def summary_text(results: dict) -> str:
         idle = g.get("machine_idle_publish_phase")
         lines.append(
             f"generator    {g['cpu_s_total']:.1f} CPU-s over {g['processes']} process(es)"
-            + (f"; publish phase {g['cpu_s_publish_phase']:.1f} CPU-s for {g['receipts_publish_phase']} receipts"
-               f" = {per} us per receipt" if per is not None else "")
+            + (
+                f"; publish phase {g['cpu_s_publish_phase']:.1f} CPU-s for {g['receipts_publish_phase']} receipts"
+                f" = {per} us per receipt"
+                if per is not None
+                else ""
+            )
             + (f"; machine idle {idle:.0%} during the publish phase" if idle is not None else "")
             + (" -- SATURATED: these figures measure the machine, not the system" if g.get("machine_saturated") else "")
         )
@@ -132,6 +158,6 @@ def write_receipts(out_dir: Path, raw) -> Path:
         out.writerow(["subscriber", "n", "seq", "latency_s"])
         for result in raw.workers.values():
             if "receipts" in result:
-                for s, n, t, seq in zip(*result["receipts"]):
+                for s, n, t, seq in zip(*result["receipts"], strict=True):
                     out.writerow([s, n, seq, f"{t - sent.get(n, t):.6f}"])
     return path

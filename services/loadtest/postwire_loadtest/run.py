@@ -77,8 +77,9 @@ class Runner:
         self.cfg = cfg
         self.progress = progress or Progress("none")
         sources = cfg.source_addresses if cfg.source_addresses is not None else default_source_addresses(cfg.ws_url)
-        self.raw = RawRun(cfg=cfg, source_addresses=sources, nofile=raise_nofile_limit(),
-                          wall_offset=time.time() - time.monotonic())
+        self.raw = RawRun(
+            cfg=cfg, source_addresses=sources, nofile=raise_nofile_limit(), wall_offset=time.time() - time.monotonic()
+        )
         self.publisher = Publisher(cfg.url, cfg.graphql_url, cfg.username, cfg.password, cfg.publish_threads)
         self.pool: WorkerPool | None = None
 
@@ -124,7 +125,7 @@ class Runner:
                 self.progress.phase("prepare: login and drafts")
                 await loop.run_in_executor(None, self.publisher.login)
                 gids = await loop.run_in_executor(None, self.publisher.create_drafts, warm_titles + titles)
-                warm_gids, gids = gids[: len(warm_titles)], gids[len(warm_titles):]
+                warm_gids, gids = gids[: len(warm_titles)], gids[len(warm_titles) :]
                 raw.mark("prepared")
 
                 self.pool = WorkerPool(cfg, raw.source_addresses)
@@ -133,8 +134,8 @@ class Runner:
                 if self.pool.total("connected") == 0:
                     raise RunFailed(f"no subscriber connected to {cfg.ws_url}: {self.pool.errors()}")
 
-                await self._warm_up(list(zip(warm_titles, warm_gids)))
-                await self._publish(list(zip(titles, gids)))
+                await self._warm_up(list(zip(warm_titles, warm_gids, strict=True)))
+                await self._publish(list(zip(titles, gids, strict=True)))
                 await self._drain()
         except TimeoutError:
             raw.timed_out = True
@@ -152,16 +153,23 @@ class Runner:
     def _update(self) -> None:
         p = self.pool
         self.progress.update(
-            connected=p.total("connected"), attempted=p.total("attempted"), open=p.total("open"),
-            live=p.total("live"), receipts=p.total("receipts"), outstanding=p.total("outstanding"),
+            connected=p.total("connected"),
+            attempted=p.total("attempted"),
+            open=p.total("open"),
+            live=p.total("live"),
+            receipts=p.total("receipts"),
+            outstanding=p.total("outstanding"),
             errors=sum(p.errors().values()),
         )
 
     async def _ramp(self) -> None:
         cfg = self.cfg
         self.raw.mark("ramp_start")
-        self.progress.phase(f"ramp: {cfg.subscribers} subscribers at {cfg.ramp_rate:g}/s "
-                            f"over {cfg.workers} worker(s)", total=cfg.subscribers, counter="attempted")
+        self.progress.phase(
+            f"ramp: {cfg.subscribers} subscribers at {cfg.ramp_rate:g}/s over {cfg.workers} worker(s)",
+            total=cfg.subscribers,
+            counter="attempted",
+        )
         while not self.pool.all_ramped():
             await self.pool.changed(0.5)
             self._update()
@@ -177,9 +185,10 @@ class Runner:
             total = self.pool.total("open")
             self.progress.phase("warm-up: publishing until every subscriber got one", total=total, counter="live")
             loop = asyncio.get_running_loop()
-            for k, (title, gid) in enumerate(posts):
-                result = await loop.run_in_executor(self.publisher.pool, self.publisher.publish, 0, title, gid,
-                                                    time.monotonic())
+            for title, gid in posts:
+                result = await loop.run_in_executor(
+                    self.publisher.pool, self.publisher.publish, 0, title, gid, time.monotonic()
+                )
                 raw.warmup_posts.append(result)
                 deadline = time.monotonic() + WARMUP_INTERVAL
                 while time.monotonic() < deadline and not self._all_live():
@@ -188,8 +197,11 @@ class Runner:
                 if self._all_live() or time.monotonic() - started >= cfg.warmup_timeout:
                     break
         raw.warmup = {
-            "method": cfg.warmup, "seconds": round(time.monotonic() - started, 3),
-            "posts": len(raw.warmup_posts), "open": self.pool.total("open"), "live": self.pool.total("live"),
+            "method": cfg.warmup,
+            "seconds": round(time.monotonic() - started, 3),
+            "posts": len(raw.warmup_posts),
+            "open": self.pool.total("open"),
+            "live": self.pool.total("live"),
         }
         raw.mark("warmup_end")
 
@@ -200,8 +212,9 @@ class Runner:
     async def _publish(self, posts: list[tuple[str, str]]) -> None:
         cfg, raw = self.cfg, self.raw
         loop = asyncio.get_running_loop()
-        self.progress.phase(f"publish: {cfg.publishes} posts at {cfg.rate:g}/s (open loop)",
-                            total=cfg.publishes, counter="published")
+        self.progress.phase(
+            f"publish: {cfg.publishes} posts at {cfg.rate:g}/s (open loop)", total=cfg.publishes, counter="published"
+        )
         futures = []
         sent_ok = 0
 

@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 import orjson
 
 from postwire_loadtest import protocol as proto
+from postwire_loadtest.documents import POST_NOTIFY, SERVER_NODE
 from postwire_loadtest.netutil import new_socket, raise_nofile_limit, target_host_port
 from postwire_loadtest.wsclient import ClientProtocol, HandshakeRefused
 
@@ -73,12 +74,34 @@ class Sub:
     acked: asyncio.Future | None = None
 
     def row(self) -> tuple:
-        return (self.index, self.protocol, self.source, self.node, self.t_start, self.t_connected,
-                self.t_subscribed, self.t_closed, self.close_reason, self.error, self.live)
+        return (
+            self.index,
+            self.protocol,
+            self.source,
+            self.node,
+            self.t_start,
+            self.t_connected,
+            self.t_subscribed,
+            self.t_closed,
+            self.close_reason,
+            self.error,
+            self.live,
+        )
 
 
-SUB_FIELDS = ("index", "protocol", "source", "node", "t_start", "t_connected", "t_subscribed",
-              "t_closed", "close_reason", "error", "live")
+SUB_FIELDS = (
+    "index",
+    "protocol",
+    "source",
+    "node",
+    "t_start",
+    "t_connected",
+    "t_subscribed",
+    "t_closed",
+    "close_reason",
+    "error",
+    "live",
+)
 
 
 def worker_main(conn: Connection, spec: WorkerSpec) -> None:
@@ -196,9 +219,14 @@ class Worker:
         open_subs = [s for s in self.subs if s.t_subscribed is not None and s.t_closed is None]
         outstanding = sum(max(0, self.sent - s.sent_at_subscribe - len(s.seen)) for s in open_subs)
         return {
-            "worker": self.spec.worker_id, "attempted": self.attempted, "connected": self.connected,
-            "open": len(open_subs), "live": sum(1 for s in open_subs if s.live),
-            "receipts": len(self.r_n), "sent_seen": self.sent, "outstanding": outstanding,
+            "worker": self.spec.worker_id,
+            "attempted": self.attempted,
+            "connected": self.connected,
+            "open": len(open_subs),
+            "live": sum(1 for s in open_subs if s.live),
+            "receipts": len(self.r_n),
+            "sent_seen": self.sent,
+            "outstanding": outstanding,
             "errors": dict(self.errors),
         }
 
@@ -247,8 +275,12 @@ class Worker:
                 await loop.sock_connect(sock, self.addr)
                 sub.acked = loop.create_future()
                 _, ws = await loop.create_connection(
-                    lambda: ClientProtocol(self.spec.ws_url, sub.protocol, functools.partial(self._on_text, sub),
-                                           functools.partial(self._on_close, sub)),
+                    lambda: ClientProtocol(
+                        self.spec.ws_url,
+                        sub.protocol,
+                        functools.partial(self._on_text, sub),
+                        functools.partial(self._on_close, sub),
+                    ),
                     sock=sock,
                 )
                 sub.ws = ws
@@ -256,8 +288,8 @@ class Worker:
                 ws.send_text(proto.CONNECTION_INIT)
                 await sub.acked
             sub.t_connected = time.monotonic()
-            ws.send_text(proto.subscribe(sub.protocol, proto.NODE_OP, proto.SERVER_NODE))
-            ws.send_text(proto.subscribe(sub.protocol, proto.POSTS_OP, proto.POST_NOTIFY))
+            ws.send_text(proto.subscribe(sub.protocol, proto.NODE_OP, SERVER_NODE))
+            ws.send_text(proto.subscribe(sub.protocol, proto.POSTS_OP, POST_NOTIFY))
             sub.t_subscribed = time.monotonic()
             sub.sent_at_subscribe = self.sent
             self.connected += 1
@@ -331,7 +363,7 @@ class Worker:
         if not title.startswith(prefix):
             self.foreign += 1
             return
-        tag = title[len(prefix):]
+        tag = title[len(prefix) :]
         if tag.startswith("w"):
             sub.live = True
             self.warm_receipts += 1

@@ -28,9 +28,15 @@ class WorkerPool:
         protocols = (cfg.protocol_for(0), cfg.protocol_for(1)) if cfg.protocol == "mixed" else (cfg.protocol,)
         self.specs = [
             WorkerSpec(
-                worker_id=w, first_index=first, count=count, ws_url=cfg.ws_url, protocols=protocols,
-                ramp_rate=cfg.ramp_rate * count / cfg.subscribers, connect_timeout=cfg.connect_timeout,
-                source_addresses=source_addresses, title_prefix=cfg.title_prefix,
+                worker_id=w,
+                first_index=first,
+                count=count,
+                ws_url=cfg.ws_url,
+                protocols=protocols,
+                ramp_rate=cfg.ramp_rate * count / cfg.subscribers,
+                connect_timeout=cfg.connect_timeout,
+                source_addresses=source_addresses,
+                title_prefix=cfg.title_prefix,
             )
             for w, (first, count) in enumerate(split(cfg.subscribers, cfg.workers))
         ]
@@ -48,8 +54,9 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         for spec in self.specs:
             parent, child = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=worker_main, args=(child, spec), name=f"loadtest-worker-{spec.worker_id}",
-                               daemon=True)
+            proc = ctx.Process(
+                target=worker_main, args=(child, spec), name=f"loadtest-worker-{spec.worker_id}", daemon=True
+            )
             proc.start()
             child.close()
             self._conns[spec.worker_id] = parent
@@ -114,7 +121,7 @@ class WorkerPool:
         """Ask workers to abort k subscribers in total (spread like the sockets are)."""
         self.dropped.clear()
         asked = {}
-        for spec, (_, share) in zip(self.specs, split(k, len(self.specs))):
+        for spec, (_, share) in zip(self.specs, split(k, len(self.specs)), strict=True):
             if share:
                 self._conns[spec.worker_id].send(("drop", share))
                 asked[spec.worker_id] = share

@@ -59,8 +59,14 @@ class ClientProtocol(asyncio.Protocol):
     its UTF-8 bytes (undecoded: a JSON parser takes bytes); `on_close(code | None)` once, when the
     connection ends (None: no close frame, i.e. lost)."""
 
-    def __init__(self, url: str, subprotocol: str, on_text: Callable[[bytes], None],
-                 on_close: Callable[[int | None], None], user_agent: str = "postwire-loadtest"):
+    def __init__(
+        self,
+        url: str,
+        subprotocol: str,
+        on_text: Callable[[bytes], None],
+        on_close: Callable[[int | None], None],
+        user_agent: str = "postwire-loadtest",
+    ):
         parts = urlsplit(url)
         self._request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._host = parts.netloc
@@ -91,8 +97,7 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # The common case, by far: one whole unfragmented text frame under 126 bytes' header form
         # or with a 16-bit length, and nothing buffered.
-        if not self._buffer and not self._handshaking and self._fragments is None and len(data) > 2 \
-                and data[0] == 0x81:
+        if not self._buffer and not self._handshaking and self._fragments is None and len(data) > 2 and data[0] == 0x81:
             length = data[1]
             if length < 126 and len(data) == 2 + length:
                 self._on_text(data[2:])
@@ -131,7 +136,7 @@ class ClientProtocol(asyncio.Protocol):
                 raise ProtocolError("handshake response headers too large")
             self._buffer = buffer
             return None
-        head, rest = buffer[:end].decode("latin-1"), buffer[end + 4:]
+        head, rest = buffer[:end].decode("latin-1"), buffer[end + 4 :]
         status_line, *header_lines = head.split("\r\n")
         parts = status_line.split(" ", 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -161,17 +166,17 @@ class ClientProtocol(asyncio.Protocol):
             if length == 126:
                 if size - pos < 4:
                     break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 4], "big"), 4
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if size - pos < 10:
                     break
-                length, header = int.from_bytes(buffer[pos + 2:pos + 10], "big"), 10
+                length, header = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
             if length > MAX_MESSAGE_BYTES:
                 raise ProtocolError("frame too large")
             end = pos + header + length
             if end > size:
                 break
-            payload = buffer[pos + header:end]
+            payload = buffer[pos + header : end]
             pos = end
             opcode = b0 & 0x0F
             if opcode == 1 and b0 & 0x80 and self._fragments is None:

@@ -8,11 +8,11 @@ from unittest import mock
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.test import Client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from server.app.authentication import throttle
 
@@ -23,10 +23,8 @@ PASSWORD = "a-long-password-123"
 
 
 @pytest.fixture(autouse=True)
-def _clean_counters(settings, monkeypatch):
+def _clean_counters(monkeypatch):
     monkeypatch.setattr(throttle, "_unavailable_until", 0.0)
-    # A fast hasher for these tests; the throttle's point is to skip the real (slow) one.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     r = throttle._redis()
 
     def clean():
@@ -52,8 +50,12 @@ def alice():
 
 
 def login(client, username, password, address="10.1.2.3"):
-    response = client.post("/graphql", json.dumps({"query": LOGIN, "variables": {"u": username, "p": password}}),
-                           content_type="application/json", HTTP_X_REAL_IP=address)
+    response = client.post(
+        "/graphql",
+        json.dumps({"query": LOGIN, "variables": {"u": username, "p": password}}),
+        content_type="application/json",
+        HTTP_X_REAL_IP=address,
+    )
     return response.json()
 
 

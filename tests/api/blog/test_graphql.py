@@ -1,6 +1,10 @@
 """The HTTP GraphQL surface, in-process (the stack tier covers it through nginx)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,10 +14,13 @@ from server.app.blog import services
 
 pytestmark = pytest.mark.django_db
 
+API_DIR = Path(__file__).resolve().parents[3] / "services" / "api"
+
 
 def gql(client, query, variables=None, **extra):
-    response = client.post("/graphql", json.dumps({"query": query, "variables": variables or {}}),
-                           content_type="application/json", **extra)
+    response = client.post(
+        "/graphql", json.dumps({"query": query, "variables": variables or {}}), content_type="application/json", **extra
+    )
     return response
 
 
@@ -49,16 +56,46 @@ def test_create_post_needs_a_login_and_reports_a_blank_title(client):
     assert anonymous["data"]["createPost"]["__typename"] == "OperationInfo"
     User.objects.create_user("writer", password="pw-123456789")
     client.login(username="writer", password="pw-123456789")
-    blank = gql(client, 'mutation { createPost(input: {title: "  "}) { __typename '
-                        "... on OperationInfo { messages { kind field message } } } }").json()
+    blank = gql(
+        client,
+        'mutation { createPost(input: {title: "  "}) { __typename '
+        "... on OperationInfo { messages { kind field message } } } }",
+    ).json()
     message = blank["data"]["createPost"]["messages"][0]
     assert message["kind"] == "VALIDATION" and message["field"] == "title"
 
 
-def test_deeply_nested_queries_are_refused(client):
-    deep = "{ me { " + "username " * 1 + "} " + "posts { edges { node { " * 6 + "id" + " } } }" * 6 + " }"
-    result = gql(client, deep).json()
-    assert "depth" in result["errors"][0]["message"].lower()
+# The schema has no cycles: its deepest valid query, posts > edges > node > a field, has depth 3,
+# inside the default limit (10). A valid query can be refused for its depth only under a lower
+# limit, which the schema reads when it is built: in a fresh process.
+DEEPEST = "{ posts { edges { node { title } } } }"
+POST_IN_A_FRESH_PROCESS = """
+import django, json; django.setup()
+from django.test import Client
+response = Client(HTTP_HOST="localhost").post("/graphql", json.dumps({"query": %r}), content_type="application/json")
+print(response.status_code, response.content.decode())
+"""
+
+
+def test_a_valid_query_deeper_than_the_limit_is_refused_for_its_depth_alone(client):
+    assert gql(client, DEEPEST).json() == {"data": {"posts": {"edges": []}}}  # valid: only depth can refuse it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "POSTWIRE_", "GRAPHIQL_"))}
+    env.update(DJANGO_SETTINGS_MODULE="server.settings", POSTWIRE_ENV="development", POSTWIRE_GRAPHQL_MAX_DEPTH="2")
+    env.pop("DATABASE_URL", None)  # refused in validation, the request never reaches a database
+    ran = subprocess.run(
+        [sys.executable, "-c", POST_IN_A_FRESH_PROCESS % DEEPEST],
+        cwd=API_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    status, body = ran.stdout.splitlines()[-1].split(" ", 1)
+    errors = [e["message"] for e in json.loads(body).get("errors") or []]
+    assert (status, errors) == ("200", ["'anonymous' exceeds maximum operation depth of 2"]), (
+        f"a query of depth 3 was not refused (only) for its depth under POSTWIRE_GRAPHQL_MAX_DEPTH=2: {body}"
+    )
 
 
 def test_posts_are_ordered_and_paginated_as_asked(client):
@@ -66,7 +103,9 @@ def test_posts_are_ordered_and_paginated_as_asked(client):
     client.login(username="author", password="pw-123456789")
     for title in ["banana", "apple", "cherry"]:
         services.post_create(author=author, title=title)
-    query = "{ posts(ordering: [{title: ASC}], first: 2) { totalCount pageInfo { hasNextPage } edges { node { title } } } }"
+    query = (
+        "{ posts(ordering: [{title: ASC}], first: 2) { totalCount pageInfo { hasNextPage } edges { node { title } } } }"
+    )
     result = gql(client, query).json()["data"]["posts"]
     assert [e["node"]["title"] for e in result["edges"]] == ["apple", "banana"]
     assert result["totalCount"] == 3 and result["pageInfo"]["hasNextPage"] is True
@@ -79,8 +118,13 @@ def test_update_and_delete_through_graphql_by_the_author_only(client):
     from strawberry.relay import to_base64
 
     gid = to_base64("Post", str(post.pk))
-    update = 'mutation($id: ID!) { updatePost(input: {id: $id, title: "renamed"}) { __typename ... on Post { title } ... on OperationInfo { messages { kind } } } }'
-    delete = "mutation($id: ID!) { deletePost(input: {id: $id}) { __typename ... on OperationInfo { messages { kind } } } }"
+    update = (
+        'mutation($id: ID!) { updatePost(input: {id: $id, title: "renamed"}) '
+        "{ __typename ... on Post { title } ... on OperationInfo { messages { kind } } } }"
+    )
+    delete = (
+        "mutation($id: ID!) { deletePost(input: {id: $id}) { __typename ... on OperationInfo { messages { kind } } } }"
+    )
     client.login(username="other", password="pw-123456789")
     assert gql(client, update, {"id": gid}).json()["data"]["updatePost"]["messages"][0]["kind"] == "PERMISSION"
     assert gql(client, delete, {"id": gid}).json()["data"]["deletePost"]["messages"][0]["kind"] == "PERMISSION"

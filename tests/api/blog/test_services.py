@@ -2,12 +2,13 @@
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from server.app.blog import services
+from server.app.blog import selectors, services
 from server.app.blog.models import Post, PostEvent
+from server.app.blog.permissions import publisher_permissions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +18,7 @@ def make_user(name, *, staff=False, perm=False):
     user.is_staff = staff
     user.save()
     if perm:
-        user.user_permissions.add(*Permission.objects.filter(codename__in=["publish_post", "view_post"]))
+        user.user_permissions.add(*publisher_permissions())
     return User.objects.get(pk=user.pk)  # fresh: no cached permissions
 
 
@@ -91,10 +92,10 @@ def test_drafts_are_visible_to_their_author_and_staff_only():
     other = make_user("other")
     staff = make_user("staff", staff=True)
     draft = services.post_create(author=author, title="draft")
-    assert list(services.visible_posts(AnonymousUser())) == []
-    assert list(services.visible_posts(other)) == []
-    assert list(services.visible_posts(author)) == [draft]
-    assert list(services.visible_posts(staff)) == [draft]
+    assert list(selectors.post_list_visible_to(user=AnonymousUser())) == []
+    assert list(selectors.post_list_visible_to(user=other)) == []
+    assert list(selectors.post_list_visible_to(user=author)) == [draft]
+    assert list(selectors.post_list_visible_to(user=staff)) == [draft]
 
 
 def test_only_the_author_or_staff_may_edit_or_delete():

@@ -26,8 +26,9 @@ class Consumer:
 @sync_to_async
 def event(title: str, seq: int | None = None) -> PostEvent:
     extra = {} if seq is None else {"seq": seq}  # `seq` is an identity column: it may be forced
-    return PostEvent.objects.create(kind="published", post_id=uuid.uuid4(), title=title,
-                                    published_at=timezone.now(), **extra)
+    return PostEvent.objects.create(
+        kind="published", post_id=uuid.uuid4(), title=title, published_at=timezone.now(), **extra
+    )
 
 
 async def first_result(query: str, variables: dict | None = None):
@@ -75,3 +76,11 @@ def test_seq_accepts_integers_in_the_columns_range_only(value):
 async def test_a_seq_out_of_range_is_a_graphql_error_not_a_database_error():
     result = await first_result(RESUME, {"from": SEQ_MAX + 1})
     assert "a Seq is an integer from 0 to 9223372036854775807" in result.errors[0].message
+
+
+async def test_the_per_socket_fan_out_refuses_a_resume_rather_than_ignore_it(settings):
+    settings.FANOUT_MODE = "per-socket"  # the tutorial's fan-out (benchmark only): it has no replay
+    result = await first_result(RESUME, {"from": 1})
+    assert result.data is None
+    assert len(result.errors) == 1
+    assert result.errors[0].message.startswith("`after` is not supported with POSTWIRE_FANOUT=per-socket")

@@ -21,20 +21,28 @@ GROUP = "hub-test"
 
 def make_hub(*, layer="default", rejoin=3600.0, catchup=3600.0, check=3600.0, queue=100) -> Hub:
     return Hub(
-        group=GROUP, decode=Notification.from_message, latest_seq=notifications.latest_seq,
-        events_after=notifications.events_after, rejoin_seconds=rejoin, catchup_seconds=catchup,
-        check_seconds=check, queue_size=queue, layer_alias=layer,
+        group=GROUP,
+        decode=Notification.from_message,
+        latest_seq=notifications.latest_seq,
+        events_after=notifications.events_after,
+        rejoin_seconds=rejoin,
+        catchup_seconds=catchup,
+        check_seconds=check,
+        queue_size=queue,
+        layer_alias=layer,
     )
 
 
 @sync_to_async
 def stored_event(title="t", kind="published") -> Notification:
     author, _ = User.objects.get_or_create(username="hub-author")
-    from django.utils import timezone
     import uuid
 
-    row = PostEvent.objects.create(kind=kind, post_id=uuid.uuid4(), title=title,
-                                   published_at=timezone.now(), actor=author)
+    from django.utils import timezone
+
+    row = PostEvent.objects.create(
+        kind=kind, post_id=uuid.uuid4(), title=title, published_at=timezone.now(), actor=author
+    )
     return Notification.from_event(row)
 
 
@@ -61,6 +69,7 @@ class Reader:
             while len(self.got) < count and self.error is None:
                 self.arrived.clear()
                 await self.arrived.wait()
+
         await asyncio.wait_for(enough(), timeout)
 
     async def stop(self):
@@ -273,8 +282,9 @@ def stored_events(count: int, title: str = "many") -> list[Notification]:
 
     author, _ = User.objects.get_or_create(username="hub-author")
     rows = PostEvent.objects.bulk_create(
-        PostEvent(kind="published", post_id=uuid.uuid4(), title=f"{title} {i}", published_at=timezone.now(),
-                  actor=author)
+        PostEvent(
+            kind="published", post_id=uuid.uuid4(), title=f"{title} {i}", published_at=timezone.now(), actor=author
+        )
         for i in range(count)
     )
     return [Notification.from_event(row) for row in rows]
@@ -298,8 +308,10 @@ async def test_a_resume_longer_than_one_page_is_replayed_whole_and_in_order():
         await hub.stop()
 
 
-REFETCH = ("Events after seq {after} are no longer retained (oldest kept: {oldest}): refetch the posts, "
-           "then subscribe without after")
+REFETCH = (
+    "Events after seq {after} are no longer retained (oldest kept: {oldest}): refetch the posts, "
+    "then subscribe without after"
+)
 
 
 @sync_to_async
@@ -394,9 +406,16 @@ async def test_a_resume_on_a_fresh_hub_gets_an_event_committed_while_the_hub_sta
         racing.append(await stored_event("committed while the hub starts"))
         return await notifications.latest_seq()
 
-    hub = Hub(group=GROUP, decode=Notification.from_message, latest_seq=latest_seq_with_a_commit_racing_in,
-              events_after=notifications.events_after, rejoin_seconds=3600, catchup_seconds=3600,
-              check_seconds=3600, queue_size=100)
+    hub = Hub(
+        group=GROUP,
+        decode=Notification.from_message,
+        latest_seq=latest_seq_with_a_commit_racing_in,
+        events_after=notifications.events_after,
+        rejoin_seconds=3600,
+        catchup_seconds=3600,
+        check_seconds=3600,
+        queue_size=100,
+    )
     reader = Reader(hub, after=base.seq)
     try:
         await reader.wait_for(1, timeout=10)

@@ -22,16 +22,19 @@ async def handshake(headers: list[tuple[bytes, bytes]]) -> bool:
     return connected
 
 
-@pytest.mark.parametrize("headers, accepted", [
-    ([(b"host", b"localhost:8080")], True),  # no Origin: a non-browser client, allowed
-    ([(b"host", b"127.0.0.1")], True),
-    ([(b"host", b"[::1]:8001")], True),
-    ([(b"host", b"localhost:8080"), (b"origin", b"http://localhost:8080")], True),
-    ([(b"host", b"evil.example")], False),  # unknown Host, without Origin: refused (was accepted)
-    ([(b"host", b"evil.example:8080"), (b"origin", b"http://localhost:8080")], False),
-    ([], False),  # no Host at all
-    ([(b"host", b"localhost:8080"), (b"origin", b"http://evil.example")], False),  # cross-site
-])
+@pytest.mark.parametrize(
+    "headers, accepted",
+    [
+        ([(b"host", b"localhost:8080")], True),  # no Origin: a non-browser client, allowed
+        ([(b"host", b"127.0.0.1")], True),
+        ([(b"host", b"[::1]:8001")], True),
+        ([(b"host", b"localhost:8080"), (b"origin", b"http://localhost:8080")], True),
+        ([(b"host", b"evil.example")], False),  # unknown Host, without Origin: refused (was accepted)
+        ([(b"host", b"evil.example:8080"), (b"origin", b"http://localhost:8080")], False),
+        ([], False),  # no Host at all
+        ([(b"host", b"localhost:8080"), (b"origin", b"http://evil.example")], False),  # cross-site
+    ],
+)
 async def test_host_and_origin_must_be_allowed(headers, accepted, settings):
     settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
     assert await handshake(headers) is accepted

@@ -76,8 +76,9 @@ def ws_context(user) -> dict:
 
 async def plain_frames(query, variables, operation_name, protocol, op_id, context) -> list[bytes]:
     """What strawberry's handlers send per subscriber, framed as a server frames a text message."""
-    stream = await SCHEMA.subscribe(query, variable_values=variables, operation_name=operation_name,
-                                    context_value=context)
+    stream = await SCHEMA.subscribe(
+        query, variable_values=variables, operation_name=operation_name, context_value=context
+    )
     frames = []
     async for result in stream:
         payload = {"data": result.data}
@@ -95,10 +96,14 @@ async def plain_frames(query, variables, operation_name, protocol, op_id, contex
 async def shared_frames(query, variables, operation_name, protocol, op_id, user, viewer_keyed) -> list[bytes]:
     address = OperationAddress(op_id, protocol, query, operation_name, json.dumps(variables, sort_keys=True))
     shape = shared.Shape(
-        schema=SCHEMA, document=parse(query), address=address,
+        schema=SCHEMA,
+        document=parse(query),
+        address=address,
         context=shared.SharedContext(user) if viewer_keyed else shared.SharedContext(),
-        to_source=lambda item: item, encode=lambda m: json.dumps(m, separators=(",", ":")),
-        kinds=frozenset(), delivered=None,
+        to_source=lambda item: item,
+        encode=lambda m: json.dumps(m, separators=(",", ":")),
+        kinds=frozenset(),
+        delivered=None,
     )
     frames = []
     for item in EVENTS:
@@ -110,8 +115,11 @@ async def shared_frames(query, variables, operation_name, protocol, op_id, user,
 
 DOCUMENTS = [
     ("subscription { items { name n } }", None, None),
-    ("subscription S($p: String!) { x: items(prefix: $p) { ...F y: n } } fragment F on Item { name }",
-     {"p": "pre:"}, "S"),
+    (
+        "subscription S($p: String!) { x: items(prefix: $p) { ...F y: n } } fragment F on Item { name }",
+        {"p": "pre:"},
+        "S",
+    ),
     ("subscription { items { name fails n } }", None, None),  # a resolver error, located
     ("query Q { ok } subscription Sub { items { n __typename } }", None, "Sub"),
 ]
@@ -133,7 +141,8 @@ async def test_viewer_dependent_fields_make_the_viewer_part_of_the_shape():
     assert not shared.selects_viewer_dependent(SCHEMA._schema, parse("subscription { items { n } }"))
     # Through a fragment too.
     assert shared.selects_viewer_dependent(
-        SCHEMA._schema, parse("subscription { items { ...V } } fragment V on Item { viewedBy }"))
+        SCHEMA._schema, parse("subscription { items { ...V } } fragment V on Item { viewedBy }")
+    )
     alice, bob = User(1), User(2)
     for user in (alice, bob, AnonymousUser()):
         plain = await plain_frames(query, None, None, GRAPHQL_TRANSPORT_WS_PROTOCOL, "a", ws_context(user))
@@ -151,7 +160,7 @@ async def test_a_field_reading_the_context_unmarked_gets_an_error_not_someone_el
     assert b"secret" not in mine[0]
     # And reading the viewer without the marker is refused the same way.
     with pytest.raises(shared.ContextNotShared):
-        shared.SharedContext().viewer
+        _ = shared.SharedContext().viewer
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])

@@ -21,16 +21,20 @@ def test_the_installed_server_stack_is_the_supported_one():
     installed = {name: importlib.metadata.version(name) for name in wire.SUPPORTED}
     assert wire.check_supported() is None, (
         f"{wire.check_supported()}; installed {installed}, supported {wire.SUPPORTED}: re-check "
-        "server/realtime/wire.py against the new versions, then update SUPPORTED")
+        "server/realtime/wire.py against the new versions, then update SUPPORTED"
+    )
 
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "services" / "api")]))
-    process = Process("daphne-wire", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                      "tests.api.realtime.wire_app:application"],
-                      log_dir=tmp_path_factory.mktemp("wire"), env=env).start()
+    process = Process(
+        "daphne-wire",
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.api.realtime.wire_app:application"],
+        log_dir=tmp_path_factory.mktemp("wire"),
+        env=env,
+    ).start()
     try:
         process.wait_for_port(port, timeout=30)
         yield f"ws://127.0.0.1:{port}/"
@@ -75,6 +79,7 @@ async def test_writes_to_a_closed_socket_are_refused_not_raised(daphne):
         await ws.send("close 1000 bye")
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
+
     # The server side is checked through the app: a write after close returns False. The app has
     # no socket left to report on, so check the wire object directly with a closed protocol.
     class Transport:

@@ -19,10 +19,19 @@ async def app(scope, receive, send):
             return
         command = event.get("text", "")
         if command == "probe":
-            await send({"type": "websocket.send", "text": json.dumps(
-                {"wire": wire is not None, "open": wire is not None and wire.is_open,
-                 "uncompressed": wire is not None and wire.uncompressed,
-                 "unsent": wire.unsent_bytes() if wire else None})})
+            await send(
+                {
+                    "type": "websocket.send",
+                    "text": json.dumps(
+                        {
+                            "wire": wire is not None,
+                            "open": wire is not None and wire.is_open,
+                            "uncompressed": wire is not None and wire.uncompressed,
+                            "unsent": wire.unsent_bytes() if wire else None,
+                        }
+                    ),
+                }
+            )
         elif command.startswith("write "):
             # Interleave the ASGI path and direct writes: order must hold.
             await send({"type": "websocket.send", "text": "via asgi"})

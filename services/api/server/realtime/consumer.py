@@ -5,7 +5,8 @@ A Channels consumer normally opens its own layer channel and keeps a `receive()`
 whole life. With the per-process hub, sockets never receive from the layer, so that channel is
 pure cost: one more Redis reader per socket, and a Redis outage would raise in every socket's
 receive and close every WebSocket. Without it, only the hub talks to Redis and sockets stay
-open through a Redis restart. The tutorial's per-socket mode (benchmark only) keeps the layer.
+open through a Redis restart. The per-socket mode (benchmark only: the design of the Strawberry + Channels
+tutorial postwire started from) keeps the layer.
 """
 
 import logging

@@ -77,7 +77,7 @@ async def drain(window: float, min_rate: float) -> None:
     per_batch = max(1, math.ceil(rate * BATCH_SECONDS))
     log.info("draining: closing %d WebSockets at %.0f/s", len(sockets), rate)
     for start in range(0, len(sockets), per_batch):
-        for socket in sockets[start:start + per_batch]:
+        for socket in sockets[start : start + per_batch]:
             if socket.is_open:
                 socket.close(CLOSE_CODE, REASON)
                 WS_CLOSED_BY_SERVER.labels(code=str(CLOSE_CODE)).inc()
@@ -88,5 +88,6 @@ async def drain(window: float, min_rate: float) -> None:
         await asyncio.sleep(0.05)
     for running in list(hub.RUNNING):
         await running.stop()
-    log.info("drained in %.1fs (%d sockets still open, cut)", asyncio.get_running_loop().time() - started,
-             len(wire.OPEN))
+    log.info(
+        "drained in %.1fs (%d sockets still open, cut)", asyncio.get_running_loop().time() - started, len(wire.OPEN)
+    )

@@ -13,7 +13,11 @@ class LoopHealthz:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] in ("/healthz", "/healthz/") and scope["method"] in ("GET", "HEAD"):
+        if (
+            scope["type"] == "http"
+            and scope["path"] in ("/healthz", "/healthz/")
+            and scope["method"] in ("GET", "HEAD")
+        ):
             body = b"draining\n" if drain.draining else b"ok\n"
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

@@ -63,8 +63,10 @@ class EventsNotRetained(Exception):
 
     def __init__(self, after: int, oldest: int) -> None:
         self.after, self.oldest = after, oldest
-        super().__init__(f"Events after seq {after} are no longer retained (oldest kept: {oldest}): "
-                         "refetch the posts, then subscribe without after")
+        super().__init__(
+            f"Events after seq {after} are no longer retained (oldest kept: {oldest}): "
+            "refetch the posts, then subscribe without after"
+        )
 
 
 class DirectTarget(Protocol):
@@ -153,8 +155,9 @@ class Hub:
 
     # --- subscriber side -------------------------------------------------------------------
 
-    def stream(self, kinds: Iterable[str], after: int | None = None,
-               target: DirectTarget | None = None) -> AsyncIterator[Event]:
+    def stream(
+        self, kinds: Iterable[str], after: int | None = None, target: DirectTarget | None = None
+    ) -> AsyncIterator[Event]:
         """Events of `kinds` for one subscriber; with `after`, first what was stored after that seq.
 
         With a `target`, the stream yields only what must go through strawberry (the replay);
@@ -195,14 +198,20 @@ class Hub:
             self._subscribers.discard(subscriber)
             metrics.LIVE_SUBSCRIPTIONS.dec()
 
-    async def _direct_stream(self, kinds: frozenset[str], after: int | None,
-                             target: DirectTarget) -> AsyncIterator[Event]:
+    async def _direct_stream(
+        self, kinds: frozenset[str], after: int | None, target: DirectTarget
+    ) -> AsyncIterator[Event]:
         shape = self._shapes.get(target.key)
         if shape is None:
             shape = self._shapes[target.key] = target.make_shape(kinds)
             metrics.SHARED_SHAPES.inc()
-        sub = _Direct(target=target, shape=shape, task=asyncio.current_task(),
-                      done=asyncio.get_running_loop().create_future(), after=after)
+        sub = _Direct(
+            target=target,
+            shape=shape,
+            task=asyncio.current_task(),
+            done=asyncio.get_running_loop().create_future(),
+            after=after,
+        )
         shape.subscribers[sub] = None  # registered before the replay query: nothing falls between
         metrics.LIVE_SUBSCRIPTIONS.inc()
         try:
@@ -268,8 +277,13 @@ class Hub:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
                 # A stalled client must not hold memory for everyone: end its stream instead.
+                # What it had queued goes too, so the resume point it is told (the last seq it
+                # got) is followed by everything it missed; dropping only the oldest would leave
+                # a hole before that point.
                 subscriber.overflowed = True
-                subscriber.queue.get_nowait()
+                metrics.SLOW_SUBSCRIBERS.inc()
+                while not subscriber.queue.empty():
+                    subscriber.queue.get_nowait()
                 subscriber.queue.put_nowait(None)
         if self._shapes:
             await self._write_direct(event)
@@ -329,7 +343,8 @@ class Hub:
         if self._task is None or self._task.done():
             self._stop_requested = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
-                self._run(self._stop_requested), name=f"hub:{self.group}")
+                self._run(self._stop_requested), name=f"hub:{self.group}"
+            )
             RUNNING.add(self)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -360,12 +375,17 @@ class Hub:
         if self.channel_name is None:
             return
         try:
-            await asyncio.wait_for(get_channel_layer(self._layer_alias).group_discard(self.group, self.channel_name),
-                                   timeout)
+            await asyncio.wait_for(
+                get_channel_layer(self._layer_alias).group_discard(self.group, self.channel_name), timeout
+            )
             log.info("hub %s left as %s", self.group, self.channel_name)
         except Exception as exc:
-            log.warning("hub %s could not leave the group (%s: %s); it expires after group_expiry",
-                        self.group, type(exc).__name__, exc)
+            log.warning(
+                "hub %s could not leave the group (%s: %s); it expires after group_expiry",
+                self.group,
+                type(exc).__name__,
+                exc,
+            )
 
     async def _run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
@@ -380,8 +400,13 @@ class Hub:
                     return
                 metrics.HUB_RECONNECTS.inc()
                 delay = backoff * (1 + random.random() / 2)
-                log.warning("hub %s lost the channel layer (%s: %s); retrying in %.1fs",
-                            self.group, type(exc).__name__, exc, delay)
+                log.warning(
+                    "hub %s lost the channel layer (%s: %s); retrying in %.1fs",
+                    self.group,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, 10.0)
             else:
@@ -465,6 +490,11 @@ class Hub:
                     # Away for longer than the retention: nobody can deliver what was pruned,
                     # and raising would only make _run reconnect and hit it again. Deliver
                     # what is still stored.
-                    log.warning("hub %s: events after seq %s were pruned before it caught up (oldest "
-                                "kept: %s); its subscribers miss them", self.group, gone.after, gone.oldest)
+                    log.warning(
+                        "hub %s: events after seq %s were pruned before it caught up (oldest "
+                        "kept: %s); its subscribers miss them",
+                        self.group,
+                        gone.after,
+                        gone.oldest,
+                    )
                     after = gone.oldest - 1

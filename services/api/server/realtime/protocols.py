@@ -5,7 +5,7 @@
   and leaving the socket open and deaf;
 - the legacy graphql-ws protocol gets the `connection_init` timeout graphql-transport-ws has;
 - each operation's task knows its own address (operation id, protocol, document, operation name,
-  variables).
+  variables), and what it logs carries the operation id.
 
 A subscription resolver sees `info`, which has the connection's context but not the operation id
 or the protocol its frames must be written in. The hub needs both to write this subscriber's
@@ -27,6 +27,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from server import logs
 from server.realtime import messages
 from server.realtime.wire import wire_of
 
@@ -71,10 +72,13 @@ class _Addressed:
     protocol: str
 
     async def _start_addressed(self, start, message) -> None:
-        token = _current.set(OperationAddress.from_message(self.protocol, message))
+        address = OperationAddress.from_message(self.protocol, message)
+        token = _current.set(address)
+        log_token = logs.operation_id.set(address.id[:64] if address is not None else "-")
         try:
             await start(message)
         finally:
+            logs.operation_id.reset(log_token)
             _current.reset(token)
 
 

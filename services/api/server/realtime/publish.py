@@ -43,13 +43,16 @@ def _publisher_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def _sent(group: str, scheduled: float, future: concurrent.futures.Future | asyncio.Future) -> None:
+def _sent(group: str, scheduled: float, future: concurrent.futures.Future) -> None:
     _in_flight.discard(future)
     exc = None if future.cancelled() else future.exception()
     if future.cancelled() or exc is not None:
         metrics.BROADCASTS.labels(outcome="failed").inc()
-        log.error("could not send to group %s (%s); subscribers will catch up from the database", group,
-                  "cancelled" if exc is None else f"{type(exc).__name__}: {exc}")
+        log.error(
+            "could not send to group %s (%s); subscribers will catch up from the database",
+            group,
+            "cancelled" if exc is None else f"{type(exc).__name__}: {exc}",
+        )
     else:
         metrics.BROADCASTS.labels(outcome="sent").inc()
         metrics.BROADCAST_SECONDS.observe(time.perf_counter() - scheduled)
@@ -62,19 +65,14 @@ async def _send(layer, group: str, message: dict[str, Any]) -> None:
 
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Schedule sending `message` to `group` and return at once. Never raises: the caller has
-    committed already, and the event is in the database, where hubs find it if this send fails."""
+    committed already, and the event is in the database, where hubs find it if this send fails.
+
+    Called from synchronous code only (a transaction's on_commit: Django refuses ORM writes in
+    a thread running an event loop), so the send always goes to the publisher loop."""
     scheduled = time.perf_counter()
     try:
         layer = get_channel_layer()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None:
-            # Called from async code (tests, ASGI): send on the caller's own loop.
-            future = running.create_task(_send(layer, group, message))
-        else:
-            future = asyncio.run_coroutine_threadsafe(_send(layer, group, message), _publisher_loop())
+        future = asyncio.run_coroutine_threadsafe(_send(layer, group, message), _publisher_loop())
     except Exception:
         metrics.BROADCASTS.labels(outcome="failed").inc()
         log.exception("could not send to group %s; subscribers will catch up from the database", group)
@@ -86,7 +84,7 @@ def group_send(group: str, message: dict[str, Any]) -> None:
 def flush(timeout: float = SEND_TIMEOUT_SECONDS) -> None:
     """Wait (from synchronous code) for the sends still in flight: a worker that exits would
     otherwise drop them (they would still arrive, later, through the hubs' catch-up)."""
-    pending = [f for f in list(_in_flight) if isinstance(f, concurrent.futures.Future)]
+    pending = list(_in_flight)
     if pending:
         concurrent.futures.wait(pending, timeout=timeout)
 

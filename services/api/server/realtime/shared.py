@@ -68,17 +68,21 @@ class SharedContext:
         if self._viewer is SharedContext._NO_VIEWER:
             raise ContextNotShared(
                 "this field reads the viewer but is not marked viewer_dependent, so its result "
-                "would be shared between viewers; declare it with viewer_dependent()")
+                "would be shared between viewers; declare it with viewer_dependent()"
+            )
         return self._viewer
 
     def __getitem__(self, key):
         raise ContextNotShared(
             f"a resolver read info.context[{key!r}] in a shared execution: only viewer(info) is "
-            "available there, and only in fields declared with viewer_dependent()")
+            "available there, and only in fields declared with viewer_dependent()"
+        )
 
     def __getattr__(self, name):
-        raise AttributeError(f"SharedContext has no {name!r}: subscription results are shared; "
-                             "use viewer(info) in a field declared with viewer_dependent()")
+        raise AttributeError(
+            f"SharedContext has no {name!r}: subscription results are shared; "
+            "use viewer(info) in a field declared with viewer_dependent()"
+        )
 
 
 def viewer(info: Info):
@@ -158,7 +162,7 @@ class Rendered:
         # The id precedes the payload, so the first occurrence is the id even if a title happens
         # to contain the sentinel.
         at = text.index(marker)
-        return text[:at].encode(), text[at + len(marker):].encode()
+        return text[:at].encode(), text[at + len(marker) :].encode()
 
     def frame(self, protocol: str, encoded_id: bytes) -> bytes:
         """The complete WebSocket frame strawberry would have sent this operation."""
@@ -179,11 +183,25 @@ class Shape:
 
     __slots__ = ("schema", "executor", "to_source", "encode", "kinds", "delivered", "subscribers")
 
-    def __init__(self, *, schema: strawberry.Schema, document: DocumentNode, address: OperationAddress,
-                 context: SharedContext, to_source: Callable[[Any], Any], encode: Callable[[object], str],
-                 kinds: frozenset[str], delivered) -> None:
+    def __init__(
+        self,
+        *,
+        schema: strawberry.Schema,
+        document: DocumentNode,
+        address: OperationAddress,
+        context: SharedContext,
+        to_source: Callable[[Any], Any],
+        encode: Callable[[object], str],
+        kinds: frozenset[str],
+        delivered,
+    ) -> None:
         executor = schema.execution_context_class.build(
-            schema._schema, document, None, context, json.loads(address.variables), address.operation_name,
+            schema._schema,
+            document,
+            None,
+            context,
+            json.loads(address.variables),
+            address.operation_name,
             operation_extensions=None,
         )
         if isinstance(executor, list):  # cannot happen: strawberry built the same executor already
@@ -252,8 +270,16 @@ def target(info: Info, *, to_source: Callable[[Any], Any], delivered) -> Target 
         return None  # a consumer that sends binary JSON: not what Rendered builds
 
     def make(kinds: frozenset[str]) -> Shape:
-        return Shape(schema=schema, document=document, address=address, context=shared_context,
-                     to_source=to_source, encode=encode, kinds=kinds, delivered=delivered)
+        return Shape(
+            schema=schema,
+            document=document,
+            address=address,
+            context=shared_context,
+            to_source=to_source,
+            encode=encode,
+            kinds=kinds,
+            delivered=delivered,
+        )
 
     return Target(key, wire, address.protocol, encoded_id.encode(), make)
 

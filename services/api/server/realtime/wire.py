@@ -84,8 +84,12 @@ class DaphneWire:
     def is_open(self) -> bool:
         protocol = self.protocol
         transport = protocol.transport
-        return (protocol.state == self._open_state and transport is not None and transport.connected
-                and not transport.disconnecting)
+        return (
+            protocol.state == self._open_state
+            and transport is not None
+            and transport.connected
+            and not transport.disconnecting
+        )
 
     @property
     def uncompressed(self) -> bool:
@@ -119,8 +123,12 @@ class DaphneWire:
         -1 (nothing written) if it already holds more than `max_unsent` bytes it has not taken."""
         protocol = self.protocol
         transport = protocol.transport
-        if (protocol.state != self._open_state or transport is None or not transport.connected
-                or transport.disconnecting):
+        if (
+            protocol.state != self._open_state
+            or transport is None
+            or not transport.connected
+            or transport.disconnecting
+        ):
             return 0
         queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         if protocol.send_queue:  # autobahn's own queue (chopped or sync sends): keep behind it

@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import transaction
 
-PUBLISHER_PERMISSIONS = [("blog", "publish_post"), ("blog", "view_post")]
+from server.app.blog.permissions import PUBLISHER_PERMISSIONS, publisher_permissions
 
 
 @transaction.atomic
@@ -20,6 +20,8 @@ def ensure_staff_publisher(*, username: str, password: str, email: str = "", res
     if (created or reset_password) and not user.check_password(password):
         user.set_password(password)
     user.save()
-    for app_label, codename in PUBLISHER_PERMISSIONS:
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    permissions = list(publisher_permissions())
+    if len(permissions) != len(PUBLISHER_PERMISSIONS):  # the blog's migrations have not run
+        raise Permission.DoesNotExist(f"missing some of {PUBLISHER_PERMISSIONS}: run the migrations first")
+    user.user_permissions.add(*permissions)
     return user, created

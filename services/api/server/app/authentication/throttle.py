@@ -17,13 +17,13 @@ import logging
 import time
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from django.conf import settings
 from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from server import redis_client
 
@@ -59,7 +59,9 @@ def _execute(queue) -> list | None:
             return pipe.execute()
     except redis.RedisError as exc:
         _unavailable_until = time.monotonic() + UNAVAILABLE_SECONDS
-        logger.warning("login throttle unavailable (Redis: %s); logins not throttled for %s s", exc, UNAVAILABLE_SECONDS)
+        logger.warning(
+            "login throttle unavailable (Redis: %s); logins not throttled for %s s", exc, UNAVAILABLE_SECONDS
+        )
         return None
 
 
@@ -95,7 +97,7 @@ def check(request, username: str) -> None:
     replies = _execute(queue) if keys else None
     if replies is None:
         return
-    for (_, limit), count, ttl in zip(keys, replies[::2], replies[1::2]):
+    for (_, limit), count, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
         if count is not None and int(count) >= limit:
             raise LoginThrottled(ttl if ttl > 0 else settings.LOGIN_LOCKOUT_SECONDS)
 
@@ -112,11 +114,17 @@ def record_failure(request, username: str) -> None:
     replies = _execute(queue) if keys else None
     if replies is None:
         return
-    for (key, limit), count in zip(keys, replies[1::2]):
+    for (key, limit), count in zip(keys, replies[1::2], strict=True):
         if count == limit:
             subject = "username" if ":user:" in key else "address"
-            logger.warning("login locked for %s seconds: %d failures for %s %r from %s",
-                           settings.LOGIN_LOCKOUT_SECONDS, count, subject, username, client_address(request))
+            logger.warning(
+                "login locked for %s seconds: %d failures for %s %r from %s",
+                settings.LOGIN_LOCKOUT_SECONDS,
+                count,
+                subject,
+                username,
+                client_address(request),
+            )
 
 
 def reset(username: str) -> None:

@@ -3,5 +3,4 @@ from django.apps import AppConfig
 
 class BlogConfig(AppConfig):
     name = "server.app.blog"
-    label = "blog"
-    default_auto_field = "django.db.models.BigAutoField"
+    label = "blog"  # primary keys: settings.DEFAULT_AUTO_FIELD

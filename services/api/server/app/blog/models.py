@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from server.app.blog.permissions import PUBLISH_POST_CODENAME
+
 
 class Post(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -16,7 +18,7 @@ class Post(models.Model):
 
     class Meta:
         ordering = ["-published_at", "-created_at"]
-        permissions = [("publish_post", "Can publish post")]
+        permissions = [(PUBLISH_POST_CODENAME, "Can publish post")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(published=False) | models.Q(published_at__isnull=False),

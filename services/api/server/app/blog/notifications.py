@@ -20,9 +20,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 
+from server.app.blog import selectors
 from server.app.blog.models import PostEvent
 from server.realtime import publish
-from server.realtime.hub import EventsNotRetained, Hub
+from server.realtime.hub import Hub
 
 MESSAGE_TYPE = "post.event"  # the channel-layer message "type" (a consumer would route on it)
 
@@ -72,33 +73,21 @@ def broadcast_on_commit(event: PostEvent) -> None:
     transaction.on_commit(lambda: publish.group_send(settings.POSTS_CHANNEL, message))
 
 
+# The hub's two reads (its `latest_seq` and `events_after` callbacks): the selectors, off the
+# event loop, returning what the hub hands to subscribers.
+
+
 @database_sync_to_async
 def latest_seq() -> int:
-    last = PostEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
-    return last or 0
+    return selectors.post_event_latest_seq()
 
 
 @database_sync_to_async
 def events_after(seq: int, kinds: Iterable[str] | None = None, limit: int = 1000) -> list[Notification]:
-    """Up to `limit` events stored after `seq`, oldest first (the hub reads a longer gap page by page).
-
-    Raises EventsNotRetained if an event after `seq` may have been pruned: the oldest stored
-    event is not `seq + 1` or earlier. (A seq rolled back just below the oldest stored event
-    makes this refuse a resume that was in fact complete; it never lets a pruned event pass.)"""
-    rows = PostEvent.objects.filter(seq__gt=seq).order_by("seq")
-    if kinds is not None:
-        rows = rows.filter(kind__in=list(kinds))
-    page = [Notification.from_event(row) for row in rows[:limit]]
-    # Checked after reading the page: prune_events deletes from the lowest seq up, so if nothing
-    # after `seq` is gone now, nothing was gone when the page was read either.
-    oldest = oldest_seq()
-    if oldest is not None and seq < oldest - 1:
-        raise EventsNotRetained(seq, oldest)
-    return page
-
-
-def oldest_seq() -> int | None:
-    return PostEvent.objects.order_by("seq").values_list("seq", flat=True).first()
+    """selectors.post_event_list_after as Notifications (it raises EventsNotRetained for a gap
+    with pruned events in it)."""
+    page = selectors.post_event_list_after(seq=seq, kinds=kinds, limit=limit)
+    return [Notification.from_event(row) for row in page]
 
 
 @functools.cache

@@ -32,7 +32,7 @@ _ALL_KINDS = frozenset(PostEvent.Kind.values)
 async def _events(info: Info, kinds, after: int | None, to_source: Callable[[Notification], object]) -> AsyncIterator:
     delivered = NOTIFICATIONS_DELIVERED.labels(info.field_name)
     if settings.FANOUT_MODE == "per-socket":
-        events = per_socket.stream(info.context["ws"], kinds)
+        events = per_socket.stream(info.context["ws"], kinds, after=after)
     else:
         target = None
         if settings.FANOUT_MODE == "shared":
@@ -64,8 +64,7 @@ class Subscription:
         user = info.context["ws"].scope.get("user")
         if user is None or not user.is_authenticated or not user.is_staff:
             raise PermissionDenied(
-                "draftActivity is for staff only: log in over HTTP, then open the WebSocket "
-                "with the session cookie."
+                "draftActivity is for staff only: log in over HTTP, then open the WebSocket with the session cookie."
             )
         async for n in _events(info, _ALL_KINDS, after, DraftActivity.from_notification):
             yield n

@@ -1,17 +1,15 @@
 import datetime
 import enum
 import uuid
-import warnings
 from typing import NewType
 
 import strawberry
 import strawberry_django
 from strawberry import auto, relay
 
-from server.app.blog import models, services
+from server.app.blog import models, selectors
 from server.app.blog.notifications import Notification
 from server.realtime.shared import viewer, viewer_dependent
-
 
 # PostgreSQL's bigint, the type of PostEvent.seq (a larger `after` would be a database error).
 SEQ_MAX = 2**63 - 1
@@ -27,13 +25,10 @@ def parse_seq(value: object) -> int:
 
 # GraphQL's Int is 32-bit: graphql-core refuses to serialize a seq above 2**31 - 1, which a busy
 # service reaches. Seq is still a JSON number, so clients' frames and arithmetic are unchanged.
-# (The class form of strawberry.scalar is deprecated in favour of StrawberryConfig.scalar_map,
-# which both Schema() calls in server/schema.py would have to pass; until they do, this form
-# keeps the type self-contained, and its warning is silenced here only.)
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Passing a class to strawberry.scalar", DeprecationWarning)
-    Seq = strawberry.scalar(
-        NewType("Seq", int),
+# Both schemas map the type to its scalar (server/schema.py passes SCALAR_MAP).
+Seq = NewType("Seq", int)
+SCALAR_MAP = {
+    Seq: strawberry.scalar(
         name="Seq",
         description=(
             "An event sequence number: an integer up to 2^63 - 1, sent as a JSON number. "
@@ -43,6 +38,7 @@ with warnings.catch_warnings():
         serialize=int,
         parse_value=parse_seq,
     )
+}
 
 
 @strawberry_django.filter_type(models.Post)
@@ -74,7 +70,7 @@ class Post(relay.Node):
     def get_queryset(cls, queryset, info, **kwargs):
         # Drafts are visible to their author and staff only, on every path (list, node, post).
         user = getattr(info.context.request, "user", None)
-        return queryset & services.visible_posts(user)
+        return queryset & selectors.post_list_visible_to(user=user)
 
 
 @strawberry.input
@@ -114,12 +110,11 @@ def _is_viewer(info: strawberry.Info, user_id: int | None) -> bool:
     return user_id is not None and user.is_authenticated and user.pk == user_id
 
 
-@strawberry.enum
-class DraftActivityKind(enum.Enum):
-    CREATED = "created"
-    UPDATED = "updated"
-    DELETED = "deleted"
-    PUBLISHED = "published"
+# The model's kinds, as a GraphQL enum. PUBLISHED goes last only to keep the schema's order
+# (CREATED, UPDATED, DELETED, PUBLISHED) for clients, while the model lists it first, an order
+# migration 0001 has recorded.
+_KINDS = sorted(models.PostEvent.Kind, key=lambda kind: kind == models.PostEvent.Kind.PUBLISHED)
+DraftActivityKind = strawberry.enum(enum.Enum("DraftActivityKind", [(kind.name, kind.value) for kind in _KINDS]))
 
 
 @strawberry.type
