@@ -87,44 +87,15 @@ class Postgres:
         raise StartupError(f"postgres on {self.port} does not accept connections:\n{self.process.log_tail()}")
 
     def create_database(self, name: str) -> str:
-        psql = require("psql", PG_HINT)
-        exists = subprocess.run(
-            [
-                psql,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postwire",
-                "-d",
-                "postgres",
-                "-Atc",
-                f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        if not exists:
-            subprocess.run(
-                [
-                    psql,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    "postwire",
-                    "-d",
-                    "postgres",
-                    "-qc",
-                    f'CREATE DATABASE "{name}"',
-                ],
-                check=True,
-                capture_output=True,
-            )
+        if not self._psql("-Atc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+            self._psql("-qc", f'CREATE DATABASE "{name}"')
         return f"postgres://postwire@127.0.0.1:{self.port}/{name}"
+
+    def _psql(self, *args: str) -> str:
+        """psql as the postwire superuser on the maintenance database; its output."""
+        psql = require("psql", PG_HINT)
+        command = [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", "postwire", "-d", "postgres", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
 
     def stop(self) -> None:
         if self.process:

@@ -46,15 +46,15 @@ def render(run_dir: Path, **env) -> str:
     return subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True).stdout
 
 
-def nginx_test(run_dir: Path, conf: str) -> subprocess.CompletedProcess:
-    path = run_dir / "nginx.conf"
-    path.write_text(conf)
+def nginx_command(run_dir: Path, *args: str) -> list[str]:
+    """nginx with run_dir's nginx.conf, its prefix and error log in run_dir."""
     nginx = require("nginx", "apt-get install nginx-light")
-    return subprocess.run(
-        [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(path), "-t"],
-        capture_output=True,
-        text=True,
-    )
+    return [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), *args]
+
+
+def nginx_test(run_dir: Path, conf: str) -> subprocess.CompletedProcess:
+    (run_dir / "nginx.conf").write_text(conf)
+    return subprocess.run(nginx_command(run_dir, "-t"), capture_output=True, text=True)
 
 
 # --- the rendered configuration, checked by `nginx -t` ------------------------------------------
@@ -155,22 +155,7 @@ def edge(stack):
     )
     result = nginx_test(run_dir, conf)
     assert result.returncode == 0, result.stderr
-    nginx = require("nginx", "apt-get install nginx-light")
-    process = Process(
-        "nginx-limits",
-        [
-            nginx,
-            "-e",
-            str(run_dir / "error.log"),
-            "-p",
-            str(run_dir),
-            "-c",
-            str(run_dir / "nginx.conf"),
-            "-g",
-            "daemon off;",
-        ],
-        log_dir=stack.run_dir,
-    ).start()
+    process = Process("nginx-limits", nginx_command(run_dir, "-g", "daemon off;"), log_dir=stack.run_dir).start()
     try:
         process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
         yield f"127.0.0.1:{port}"
@@ -311,22 +296,7 @@ def test_x_forwarded_proto_is_the_edges_when_trusted_and_ours_otherwise(tmp_path
         POSTWIRE_NGINX_REAL_IP_FROM=trusted,
     )
     assert nginx_test(run_dir, conf).returncode == 0
-    nginx = require("nginx", "apt-get install nginx-light")
-    process = Process(
-        "nginx-proto",
-        [
-            nginx,
-            "-e",
-            str(run_dir / "error.log"),
-            "-p",
-            str(run_dir),
-            "-c",
-            str(run_dir / "nginx.conf"),
-            "-g",
-            "daemon off;",
-        ],
-        log_dir=tmp_path,
-    ).start()
+    process = Process("nginx-proto", nginx_command(run_dir, "-g", "daemon off;"), log_dir=tmp_path).start()
     try:
         process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
         headers = {"X-Forwarded-Proto": sent} if sent else {}

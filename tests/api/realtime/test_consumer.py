@@ -198,20 +198,26 @@ async def test_an_operation_before_connection_init_closes_the_socket_4401(applic
         await socket.close()
 
 
+def instances_connected(monkeypatch, consumer_class) -> list:
+    """The instances of a consumer class the application builds, as their connect() runs."""
+    instances = []
+    connect = consumer_class.connect
+
+    async def recording_connect(self):
+        instances.append(self)
+        await connect(self)
+
+    monkeypatch.setattr(consumer_class, "connect", recording_connect)
+    return instances
+
+
 async def test_a_socket_holds_no_channel_layer_channel(application, monkeypatch, settings):
     """In the default (shared) mode only the hub talks to Redis: a socket has no layer channel,
     so it does not read Redis and a Redis outage cannot close it. Checked on the consumer
     instance the application builds, and by using a socket while the layer points at a port where
     nothing listens: a consumer with a layer channel would die reading from it."""
     assert settings.FANOUT_MODE == "shared"
-    consumers = []
-    connect = consumer_module.GraphQLConsumer.connect
-
-    async def recording_connect(self):
-        consumers.append(self)
-        await connect(self)
-
-    monkeypatch.setattr(consumer_module.GraphQLConsumer, "connect", recording_connect)
+    consumers = instances_connected(monkeypatch, consumer_module.GraphQLConsumer)
     dead = copy.deepcopy(settings.CHANNEL_LAYERS["default"])
     dead["CONFIG"]["hosts"][0]["address"] = "redis://127.0.0.1:1/0"
     settings.CHANNEL_LAYERS = {"default": dead}
@@ -255,14 +261,7 @@ async def test_foreign_origins_and_hosts_are_refused_and_so_is_no_origin_when_on
     cross-site Origin by itself; the Host check and POSTWIRE_WS_REQUIRE_ORIGIN are postwire's
     alone.) The refusing consumer opens no channel-layer channel (channels' own WebsocketDenier
     would hold a Redis read for up to 5 s per refused socket)."""
-    deniers = []
-    deny = origin_module.Denier.connect
-
-    async def recording_connect(self):
-        deniers.append(self)
-        await deny(self)
-
-    monkeypatch.setattr(origin_module.Denier, "connect", recording_connect)
+    deniers = instances_connected(monkeypatch, origin_module.Denier)
     cases = {
         "a foreign Origin (cross-site WebSocket hijacking)": {"origin": "https://evil.example"},
         "a Host this service does not serve": {"host": "evil.example"},
