@@ -11,7 +11,9 @@
 #   POSTWIRE_RESOLVER      a DNS server (127.0.0.11 in compose). When set, nginx re-resolves
 #                          the *first* name of each list every 5 s and spreads connections over
 #                          all its addresses, so `--scale` and restarted replicas are followed
-#                          without touching nginx. Unset: static upstream blocks (least_conn).
+#                          without touching nginx. Unset: static upstream blocks (least_conn,
+#                          counted across workers), resolved at start; a name with several
+#                          addresses (a headless Service) becomes one server per address.
 #   POSTWIRE_WS_READ_TIMEOUT  idle limit of a proxied WebSocket             (3600s)
 #   POSTWIRE_MAX_BODY      request body limit                              (1m)
 #   POSTWIRE_NGINX_WS_CONNS_PER_IP  open WebSockets per client address; 0: no limit     (1000)
@@ -65,11 +67,15 @@ if [ -n "$POSTWIRE_RESOLVER" ]; then
 else
   api_backend=postwire_api
   ws_backend=postwire_ws
+  # A zone shares the upstreams' state between workers: least_conn counts every worker's
+  # connections, not just its own.
   upstreams="upstream postwire_api {
+        zone postwire_api 256k;
 $(server_lines "$POSTWIRE_API_SERVERS")
         keepalive 32;
     }
     upstream postwire_ws {
+        zone postwire_ws 256k;
         least_conn;
 $(server_lines "$POSTWIRE_WS_SERVERS")
     }"

@@ -365,11 +365,22 @@ class Cluster:
     def start(self, kind: str, name: str, *, timeout: float = 180) -> list[Pod]:
         """Start every replica of a Deployment or StatefulSet; return once all are Ready."""
         workload = self.get(kind, name)
+        return self._start_pods(workload, range(self.replicas(workload)), timeout)
+
+    def scale(self, kind: str, name: str, replicas: int, *, timeout: float = 180) -> list[Pod]:
+        """Add pods to a started workload up to `replicas` (a scale-out); return the new ones, Ready."""
+        workload = self.get(kind, name)
+        running = sum(1 for p in self.pods if p.workload is workload)
+        assert replicas > running, f"{kind}/{name} already has {running} pods"
+        return self._start_pods(workload, range(running, replicas), timeout)
+
+    def _start_pods(self, workload: dict, indices: range, timeout: float) -> list[Pod]:
+        kind, name = workload["kind"], workload["metadata"]["name"]
         template = workload["spec"]["template"]
         (container,) = template["spec"]["containers"]  # one container per pod here
         aliases_base = self.services_for(template["metadata"].get("labels", {}), container)
         started = []
-        for index in range(self.replicas(workload)):
+        for index in indices:
             pod_name = self._pod_name(workload, index)
             self.log(f"{kind}/{name}: pod {pod_name} (Services: {', '.join(aliases_base) or 'none'})")
             claims = self._claims(workload, pod_name)

@@ -1,14 +1,23 @@
-"""Boot test: the rendered dev overlay's pods run as containers (tests/k8s/podrunner.py), and a
-publish made through the nginx Service reaches a subscriber on every ws pod, exactly once."""
+"""Boot test: the rendered dev overlay's pods run as containers (tests/k8s/podrunner.py), a
+publish made through the nginx Service reaches a subscriber on every ws pod, exactly once, and
+nginx balances new sockets over the ws pods by connection count."""
 
+import asyncio
 import base64
+import time
 
 import pytest
 
 from tests.k8s.manifests import of_kind, ref, workloads
 from tests.k8s.podrunner import Cluster
-from tests.stack.fanout import close_all, open_subscribers, publish_and_expect, until_live
-from tests.support.client import GraphQLHttp
+from tests.stack.fanout import (
+    close_all,
+    open_subscribers,
+    publish_and_expect,
+    sockets_follow_connection_counts,
+    until_live,
+)
+from tests.support.client import GraphQLHttp, Socket
 
 pytestmark = pytest.mark.k8s
 
@@ -37,6 +46,23 @@ async def subscribers_on_every_pod(url: str, pods: set[str]):
         protocol = ("graphql-transport-ws", "graphql-ws")[len(subscribers) % 2]
         subscribers += await open_subscribers(url, 1, protocols=(protocol,))
     return subscribers
+
+
+async def until_a_socket_lands_on(url: str, pod: str, within: float = 45.0) -> float:
+    """Open sockets (closing those that land elsewhere) until one lands on `pod`; how long it took.
+    (Not "every next socket": nginx's reload starts its connection counts afresh, so after a
+    scale-out new sockets spread over all pods, the new one included; see nginx/entrypoint.sh.)"""
+    started = time.monotonic()
+    while True:
+        socket = await Socket.open(url)
+        node = await socket.node()
+        if node == pod:
+            break
+        await socket.close()
+        assert time.monotonic() - started < within, f"nginx sent no socket to the new pod {pod} in {within:.0f} s"
+        await asyncio.sleep(2.0)
+    await socket.close()
+    return time.monotonic() - started
 
 
 @pytest.mark.timeout(900)
@@ -69,5 +95,20 @@ async def test_dev_overlay_boots_and_a_publish_reaches_every_ws_pod_once(rendere
             )
         finally:
             await close_all(subscribers)
+        # nginx reaches the ws pods through their headless Service, one address per pod, and
+        # balances by connection count (with a ClusterIP it saw one address: sockets landed at random).
+        await asyncio.sleep(1.0)  # the subscribers' closes reach nginx
+        seen = await sockets_follow_connection_counts(f"ws://{edge}/wsgraphql", pods["ws"])
+        print(f"\nleast_conn over the ws pods: {seen}")
+        # A scale-out: nginx finds the new pod (it looks the name up every
+        # POSTWIRE_NGINX_REFRESH_SECONDS and reloads) and sends it new sockets.
+        held = [await Socket.open(f"ws://{edge}/wsgraphql") for _ in range(2 * len(pods["ws"]))]
+        try:
+            (new,) = cluster.scale("Deployment", "ws", len(pods["ws"]) + 1)
+            waited = await until_a_socket_lands_on(f"ws://{edge}/wsgraphql", new.name)
+            print(f"scale-out: {new.name} got a new socket {waited:.1f} s after it was Ready")
+        finally:
+            for socket in held:
+                await socket.close()
 
     assert cluster.leftovers() == [], "teardown left containers, volumes or networks behind"

@@ -310,8 +310,15 @@ def test_api_and_ws_roles_ports_node_names_and_migration_wait(rendered, overlay)
     nginx = find(docs, "Deployment", "nginx")
     c = pod_template(nginx)["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env["POSTWIRE_API_SERVERS"] == "api:8000" and env["POSTWIRE_WS_SERVERS"] == "ws:8001"
+    assert env["POSTWIRE_API_SERVERS"] == "api:8000" and env["POSTWIRE_WS_SERVERS"] == "ws-pods:8001"
     assert "POSTWIRE_RESOLVER" not in env
+    # WebSockets are balanced by connection count over every ws pod: nginx must see the pods
+    # themselves (a headless Service of exactly the ws Deployment's pods), and follow changes.
+    ws_pods = find(docs, "Service", "ws-pods")["spec"]
+    assert ws_pods["clusterIP"] == "None" and ws_pods["ports"][0]["port"] == 8001
+    assert selects(ws_pods["selector"], pod_template(find(docs, "Deployment", "ws"))["metadata"]["labels"])
+    assert not ws_pods.get("publishNotReadyAddresses"), "draining or starting pods would get sockets"
+    assert int(env["POSTWIRE_NGINX_REFRESH_SECONDS"]) > 0
     assert effective(nginx, c, "runAsUser") == 101
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 

@@ -80,3 +80,32 @@ async def publish_and_expect(subscribers: list[Subscriber], publisher: GraphQLHt
 
 async def close_all(subscribers: list[Subscriber]) -> None:
     await asyncio.gather(*(s.socket.close() for s in subscribers), return_exceptions=True)
+
+
+async def sockets_follow_connection_counts(url: str, nodes: set[str]) -> dict:
+    """nginx balances WebSockets by how many each node holds (least_conn): two sockets per node
+    spread evenly; with one node's closed, the next two both go
+    to that node, which now holds the fewest. (Random or round-robin would not: with 3 nodes,
+    both land on it 1 time in 9.) Returns what was seen, for the report."""
+
+    async def open_one() -> tuple[Socket, str]:
+        socket = await Socket.open(url)
+        return socket, await socket.node()
+
+    held = [await open_one() for _ in range(2 * len(nodes))]
+    try:
+        counts = {node: sum(1 for _, n in held if n == node) for node in nodes}
+        assert counts == dict.fromkeys(nodes, 2), f"sockets per node: {counts}"
+        emptied = held[0][1]
+        for socket, node in held:
+            if node == emptied:
+                await socket.close()
+        held = [(s, n) for s, n in held if n != emptied]
+        await asyncio.sleep(1.0)  # nginx sees the closes
+        fresh = [await open_one() for _ in range(2)]
+        held += fresh
+        assert [n for _, n in fresh] == [emptied, emptied], f"after emptying {emptied}: {[n for _, n in fresh]}"
+        return {"spread": counts, "emptied": emptied, "next two": [n for _, n in fresh]}
+    finally:
+        for socket, _ in held:
+            await socket.close()

@@ -8,53 +8,21 @@ them on and small, in front of the running stack's gunicorn and Daphne nodes.
 import asyncio
 import http.server
 import json
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import websockets
 
-from devstack.proc import Process, free_port, require
-from devstack.stack import NGINX_RENDER
 from tests.support.client import Socket
+from tests.support.nginx import nginx_test, render, running_nginx
 
 pytestmark = pytest.mark.stack
 
 WS_CONNS = 3
 SLOW_SECONDS = 2
-
-
-def render(run_dir: Path, **env) -> str:
-    env = {
-        **os.environ,
-        "POSTWIRE_API_SERVERS": "127.0.0.1:9",
-        "POSTWIRE_WS_SERVERS": "127.0.0.1:9",
-        "POSTWIRE_RESOLVER": "",
-        "NGINX_RUN_DIR": str(run_dir),
-        "NGINX_ACCESS_LOG": str(run_dir / "access.log"),
-        "NGINX_ERROR_LOG": str(run_dir / "error.log"),
-        "NGINX_WORKER_PROCESSES": "1",
-        **env,
-    }
-    return subprocess.run(["sh", str(NGINX_RENDER)], env=env, capture_output=True, text=True, check=True).stdout
-
-
-def nginx_command(run_dir: Path, *args: str) -> list[str]:
-    """nginx with run_dir's nginx.conf, its prefix and error log in run_dir."""
-    nginx = require("nginx", "apt-get install nginx-light")
-    return [nginx, "-e", str(run_dir / "error.log"), "-p", str(run_dir), "-c", str(run_dir / "nginx.conf"), *args]
-
-
-def nginx_test(run_dir: Path, conf: str) -> subprocess.CompletedProcess:
-    (run_dir / "nginx.conf").write_text(conf)
-    return subprocess.run(nginx_command(run_dir, "-t"), capture_output=True, text=True)
 
 
 # --- the rendered configuration, checked by `nginx -t` ------------------------------------------
@@ -135,14 +103,10 @@ def test_a_wrong_value_is_caught_by_nginx_at_start(tmp_path):
 
 @pytest.fixture(scope="module")
 def edge(stack):
-    """A second nginx with the limits on (small), proxying to the stack's nodes; its base URL."""
-    # Run as root, nginx's workers are `nobody`: they need a run directory they can enter.
-    run_dir = Path(tempfile.mkdtemp(prefix="postwire-limits-"))
-    run_dir.chmod(0o755)
-    port = free_port()
-    conf = render(
-        run_dir,
-        POSTWIRE_LISTEN_PORT=str(port),
+    """A second nginx with the limits on (small), proxying to the stack's nodes; its host:port."""
+    with running_nginx(
+        "nginx-limits",
+        stack.run_dir,
         POSTWIRE_API_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in stack.api),
         POSTWIRE_WS_SERVERS=" ".join(f"127.0.0.1:{n.port}" for n in stack.ws),
         POSTWIRE_NGINX_WS_CONNS_PER_IP=str(WS_CONNS),
@@ -152,17 +116,8 @@ def edge(stack):
         POSTWIRE_NGINX_REAL_IP_FROM="127.0.0.1/32",
         POSTWIRE_NGINX_CLIENT_HEADER_TIMEOUT=f"{SLOW_SECONDS}s",
         POSTWIRE_NGINX_CLIENT_BODY_TIMEOUT=f"{SLOW_SECONDS}s",
-    )
-    result = nginx_test(run_dir, conf)
-    assert result.returncode == 0, result.stderr
-    process = Process("nginx-limits", nginx_command(run_dir, "-g", "daemon off;"), log_dir=stack.run_dir).start()
-    try:
-        process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.stop()
-        if os.environ.get("KEEP_STACK_LOGS") is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
+    ) as address:
+        yield address
 
 
 async def open_socket(edge: str, path: str = "/wsgraphql", client: str | None = None) -> Socket:
@@ -284,25 +239,17 @@ class _EchoHeaders(http.server.BaseHTTPRequestHandler):
 def test_x_forwarded_proto_is_the_edges_when_trusted_and_ours_otherwise(tmp_path, trusted, sent, passed_on):
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHeaders)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    run_dir = Path(tempfile.mkdtemp(prefix="postwire-proto-"))
-    run_dir.chmod(0o755)
-    port = free_port()
     backend = f"127.0.0.1:{upstream.server_address[1]}"
-    conf = render(
-        run_dir,
-        POSTWIRE_LISTEN_PORT=str(port),
-        POSTWIRE_API_SERVERS=backend,
-        POSTWIRE_WS_SERVERS=backend,
-        POSTWIRE_NGINX_REAL_IP_FROM=trusted,
-    )
-    assert nginx_test(run_dir, conf).returncode == 0
-    process = Process("nginx-proto", nginx_command(run_dir, "-g", "daemon off;"), log_dir=tmp_path).start()
     try:
-        process.wait_for_http(f"http://127.0.0.1:{port}/healthz")
-        headers = {"X-Forwarded-Proto": sent} if sent else {}
-        echoed = requests.get(f"http://127.0.0.1:{port}/graphql", headers=headers, timeout=10).json()
-        assert echoed["X-Forwarded-Proto"] == passed_on
+        with running_nginx(
+            "nginx-proto",
+            tmp_path,
+            POSTWIRE_API_SERVERS=backend,
+            POSTWIRE_WS_SERVERS=backend,
+            POSTWIRE_NGINX_REAL_IP_FROM=trusted,
+        ) as address:
+            headers = {"X-Forwarded-Proto": sent} if sent else {}
+            echoed = requests.get(f"http://{address}/graphql", headers=headers, timeout=10).json()
+            assert echoed["X-Forwarded-Proto"] == passed_on
     finally:
-        process.stop()
         upstream.shutdown()
-        shutil.rmtree(run_dir, ignore_errors=True)
