@@ -441,3 +441,37 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_told_where_to_resum
     # Resuming there loses nothing: what it got, then everything after the named seq, is every
     # event once.
     assert seqs + [e.seq for e in events if e.seq > seqs[-1]] == [e.seq for e in events]
+
+
+# --- the consumer's inbox (strawberry's message queue, lighter) --------------------------------
+
+
+async def test_the_inbox_hands_messages_over_in_order_and_survives_a_cancelled_get():
+    inbox = consumer_module.Inbox()
+    inbox.put_nowait("a")
+    inbox.put_nowait("b")
+    assert inbox.qsize() == 2 and await inbox.get() == "a"
+    waiting = asyncio.create_task(inbox.get())  # "b" is there: no wait
+    assert await waiting == "b" and inbox.qsize() == 0
+    waiting = asyncio.create_task(inbox.get())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # nothing to hand over yet
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    inbox.put_nowait("c")  # after a cancelled get, nothing is lost
+    later = asyncio.create_task(inbox.get())
+    inbox.put_nowait("d")
+    assert await later == "c" and await inbox.get() == "d"
+
+
+async def test_a_socket_uses_the_inbox(application, monkeypatch):
+    consumers = instances_connected(monkeypatch, consumer_module.GraphQLConsumer)
+    socket = await Socket.open(application)
+    try:
+        op_id = await socket.start(SERVER_NODE)
+        assert await socket.result(op_id) == ("next", {"data": {"serverNode": "pytest"}})
+        (consumer,) = consumers
+        assert isinstance(consumer.message_queue, consumer_module.Inbox)
+    finally:
+        await socket.close()
