@@ -37,9 +37,12 @@ def _origin(scope):
 
 class _OriginValidator(OriginValidator):
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "websocket" and not (self.valid_host(scope) and self.valid_origin(_origin(scope))):
+        if scope["type"] != "websocket":
+            return await super().__call__(scope, receive, send)  # Channels refuses it (ValueError)
+        # Channels' own __call__ would parse and check the Origin again: do it once, here.
+        if not (self.valid_host(scope) and self.valid_origin(_origin(scope))):
             return await Denier()(scope, receive, send)
-        return await super().__call__(scope, receive, send)
+        return await self.application(scope, receive, send)
 
     def valid_host(self, scope) -> bool:
         headers = dict(scope.get("headers", []))
