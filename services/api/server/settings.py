@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: broadcasts committed during a request leave once its response is written.
+    "server.realtime.after_response.AfterResponseMiddleware",
     "server.health.HealthCheckMiddleware",  # before host validation: probes address pods by IP
     "server.node_header.NodeHeaderMiddleware",
     "server.logs.RequestIdMiddleware",

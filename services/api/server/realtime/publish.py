@@ -7,8 +7,10 @@ with the layer's connection pool on it, and hands sends to that loop.
 The request does not wait for the send: the event is committed in PostgreSQL before the send is
 scheduled, and a send that fails is caught up from there (a hub notices the gap at the next
 event, and catches up periodically), so waiting would only add Redis's round trip and a thread
-hand-off to every publish's response. Sends leave in the order they were scheduled (one loop);
-`flush()` waits for what is still in flight when a worker exits.
+hand-off to every publish's response. In an HTTP request the send is not even scheduled until
+the response has been written (notifications.broadcast_on_commit, realtime/after_response.py).
+Sends leave in the order they were scheduled (one loop); `flush()` waits for what is still in
+flight when a worker exits.
 """
 
 from __future__ import annotations
@@ -67,8 +69,9 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     """Schedule sending `message` to `group` and return at once. Never raises: the caller has
     committed already, and the event is in the database, where hubs find it if this send fails.
 
-    Called from synchronous code only (a transaction's on_commit: Django refuses ORM writes in
-    a thread running an event loop), so the send always goes to the publisher loop."""
+    Called from synchronous code only (a transaction's on_commit, or a request's end after one:
+    Django refuses ORM writes in a thread running an event loop), so the send always goes to the
+    publisher loop."""
     scheduled = time.perf_counter()
     try:
         layer = get_channel_layer()

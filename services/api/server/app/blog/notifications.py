@@ -2,7 +2,8 @@
 
 The data path, top to bottom:
   services.post_publish  -> writes Post + PostEvent in one transaction
-  broadcast_on_commit    -> after COMMIT only, one group_send of the event (no post lookup later)
+  broadcast_on_commit    -> after COMMIT only (in an HTTP request: once its response is written),
+                            one group_send of the event (no post lookup later)
   hub (one per Daphne process) -> receives it once, fans out to local subscriptions
   graph.subscriptions    -> turns each Notification into the GraphQL type
 """
@@ -22,7 +23,7 @@ from django.db import transaction
 
 from server.app.blog import selectors
 from server.app.blog.models import PostEvent
-from server.realtime import publish
+from server.realtime import after_response, publish
 from server.realtime.hub import Hub
 
 MESSAGE_TYPE = "post.event"  # the channel-layer message "type" (a consumer would route on it)
@@ -68,9 +69,11 @@ class Notification:
 
 
 def broadcast_on_commit(event: PostEvent) -> None:
-    """Send the event once the surrounding transaction commits; a rollback sends nothing."""
+    """Send the event once the surrounding transaction commits; a rollback sends nothing. In an
+    HTTP request the send waits, after the commit, for the response to be written (see
+    realtime/after_response.py: the Daphne nodes it wakes would slow the rest of the request)."""
     message = Notification.from_event(event).to_message()
-    transaction.on_commit(lambda: publish.group_send(settings.POSTS_CHANNEL, message))
+    transaction.on_commit(lambda: after_response.call(publish.group_send, settings.POSTS_CHANNEL, message))
 
 
 # The hub's two reads (its `latest_seq` and `events_after` callbacks): the selectors, off the
