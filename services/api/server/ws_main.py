@@ -21,6 +21,11 @@ def main() -> None:
     from daphne.cli import CommandLineInterface  # installs Twisted's asyncio reactor
     from twisted.internet import reactor
 
+    from server.realtime import lean_daphne
+
+    # Before Django is set up: this touches only Daphne's and autobahn's classes.
+    lean_daphne.install()
+
     # SIGTERM drains the node instead of dropping every socket at once (server/realtime/drain.py).
     # Installed once running: Twisted sets its own handlers on startup.
     reactor.callWhenRunning(_install_drain)

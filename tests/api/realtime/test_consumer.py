@@ -34,6 +34,8 @@ from server.app.blog.notifications import get_hub
 from server.app.blog.permissions import publisher_permissions
 from server.realtime import consumer as consumer_module
 from server.realtime import origin as origin_module
+from server.realtime import protocols as protocols_module
+from server.realtime.inbox import Inbox
 from tests.support.client import DRAFT_ACTIVITY, POST_NOTIFY, SERVER_NODE
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -443,26 +445,7 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_and_told_where_to_resum
     assert seqs + [e.seq for e in events if e.seq > seqs[-1]] == [e.seq for e in events]
 
 
-# --- the consumer's inbox (strawberry's message queue, lighter) --------------------------------
-
-
-async def test_the_inbox_hands_messages_over_in_order_and_survives_a_cancelled_get():
-    inbox = consumer_module.Inbox()
-    inbox.put_nowait("a")
-    inbox.put_nowait("b")
-    assert inbox.qsize() == 2 and await inbox.get() == "a"
-    waiting = asyncio.create_task(inbox.get())  # "b" is there: no wait
-    assert await waiting == "b" and inbox.qsize() == 0
-    waiting = asyncio.create_task(inbox.get())
-    await asyncio.sleep(0.01)
-    assert not waiting.done()  # nothing to hand over yet
-    waiting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await waiting
-    inbox.put_nowait("c")  # after a cancelled get, nothing is lost
-    later = asyncio.create_task(inbox.get())
-    inbox.put_nowait("d")
-    assert await later == "c" and await inbox.get() == "d"
+# --- what an idle socket holds ------------------------------------------------------------
 
 
 async def test_a_socket_uses_the_inbox(application, monkeypatch):
@@ -472,6 +455,36 @@ async def test_a_socket_uses_the_inbox(application, monkeypatch):
         op_id = await socket.start(SERVER_NODE)
         assert await socket.result(op_id) == ("next", {"data": {"serverNode": "pytest"}})
         (consumer,) = consumers
-        assert isinstance(consumer.message_queue, consumer_module.Inbox)
+        assert isinstance(consumer.message_queue, Inbox)
+    finally:
+        await socket.close()
+
+
+async def test_an_idle_socket_runs_two_tasks_and_keeps_no_finished_one(application, monkeypatch):
+    """After connection_init, a socket's live tasks are the application instance and strawberry's
+    protocol handler: Channels' dispatch loop would add a task waiting on `receive()` (the consumer
+    reads in a plain loop instead), and strawberry keeps its cancelled init-timeout task, with its
+    CancelledError and frames, unless the handler lets go of it."""
+    handlers = []
+    handle_connection_init = protocols_module.TransportWSHandler.handle_connection_init
+
+    async def recording(self, message):
+        handlers.append(self)
+        await handle_connection_init(self, message)
+
+    monkeypatch.setattr(protocols_module.TransportWSHandler, "handle_connection_init", recording)
+    before = asyncio.all_tasks()
+    socket = await Socket.open(application)
+    try:
+        await asyncio.sleep(0.05)  # let the cancelled timeout task finish
+        added = [task.get_coro().__qualname__ for task in asyncio.all_tasks() - before]
+        # the communicator runs the application instance in a task of its own, as Daphne does
+        assert len(added) == 2 and "AsyncBaseHTTPView.run" in added, added
+        (handler,) = handlers
+        assert handler.connection_acknowledged
+        assert handler.connection_init_timeout_task is None
+        # and the socket still works
+        op_id = await socket.start(SERVER_NODE)
+        assert await socket.result(op_id) == ("next", {"data": {"serverNode": "pytest"}})
     finally:
         await socket.close()

@@ -25,13 +25,19 @@ def test_the_installed_server_stack_is_the_supported_one():
     )
 
 
-@pytest.fixture(scope="module")
-def daphne(tmp_path_factory):
+# Daphne as it ships, and as the product's `postwire ws` entry point runs it (server.ws_main:
+# uvloop, and server.realtime.lean_daphne's trims): the wire must work on both.
+SERVERS = {"daphne": ["-m", "daphne"], "postwire-ws": ["-m", "server.ws_main"]}
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def daphne(request, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "services" / "api")]))
+    argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port)]
     process = Process(
-        "daphne-wire",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tests.api.realtime.wire_app:application"],
+        f"wire-{request.param}",
+        [*argv, "tests.api.realtime.wire_app:application"],
         log_dir=tmp_path_factory.mktemp("wire"),
         env=env,
     ).start()
@@ -40,6 +46,41 @@ def daphne(tmp_path_factory):
         yield f"ws://127.0.0.1:{port}/"
     finally:
         process.stop()
+
+
+async def test_the_product_entry_point_trims_what_every_socket_keeps(daphne, request):
+    """server.realtime.lean_daphne, seen from inside a socket: Daphne's input queue is an Inbox,
+    autobahn's options live on the class, the upgraded HTTP request and autobahn's parse of the
+    handshake are let go; what the application reads (scope headers, the request path Daphne
+    logs) is still there. Plain Daphne keeps all of it: what this compares against."""
+    async with websockets.connect(daphne, compression=None) as ws:
+        await ws.send("kept")
+        kept = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert kept["path"] == "/" and kept["scope_headers"] == ["host", "upgrade"]
+    trimmed = {k: kept[k] for k in ("input_queue", "upgraded_requests_kept", "handshake_headers", "handshake_bytes")}
+    if request.node.callspec.params["daphne"] == "daphne":
+        assert trimmed["input_queue"] == "Queue" and trimmed["upgraded_requests_kept"] == 1
+        assert trimmed["handshake_headers"] > 3 and trimmed["handshake_bytes"] > 100
+        assert len(kept["options_in_instance"]) > 20
+    else:
+        assert trimmed == {
+            "input_queue": "Inbox",
+            "upgraded_requests_kept": 0,
+            "handshake_headers": 0,
+            "handshake_bytes": 0,
+        }
+        # WireMiddleware sets failByDrop on the socket itself (a 1009 close, not a dropped TCP)
+        assert kept["options_in_instance"] == ["failByDrop"]
+
+
+async def test_a_client_offering_compression_is_answered_without_it(daphne):
+    """Daphne declines permessage-deflate (autobahn's perMessageCompressionAccept option, a
+    function: on the trimmed server it lives on the protocol class and must not turn into a
+    method there, or the handshake would never complete)."""
+    async with websockets.connect(daphne, open_timeout=5) as ws:  # offers permessage-deflate
+        await ws.send("probe")
+        probe = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert probe["uncompressed"] is True
 
 
 async def test_daphne_hands_the_app_a_wire_that_writes_in_order(daphne):

@@ -32,6 +32,20 @@ async def app(scope, receive, send):
                     ),
                 }
             )
+        elif command == "kept":
+            # What this socket keeps that server.realtime.lean_daphne trims.
+            protocol = wire.protocol
+            channel = getattr(protocol.transport, "producer", None)
+            kept = {
+                "input_queue": type(protocol.application_queue).__name__,
+                "options_in_instance": sorted(set(protocol.CONFIG_ATTRS) & set(vars(protocol))),
+                "upgraded_requests_kept": len(getattr(channel, "requests", ())),
+                "handshake_headers": len(protocol.http_headers),
+                "handshake_bytes": len(protocol.http_request_data),
+                "path": protocol.request.path,
+                "scope_headers": sorted(k.decode() for k, _ in scope["headers"] if k in (b"host", b"upgrade")),
+            }
+            await send({"type": "websocket.send", "text": json.dumps(kept)})
         elif command.startswith("write "):
             # Interleave the ASGI path and direct writes: order must hold.
             await send({"type": "websocket.send", "text": "via asgi"})

@@ -31,6 +31,7 @@ class SessionAuthMiddleware:
                 break
         if cookies.get(settings.SESSION_COOKIE_NAME):
             return await self.with_session(scope, receive, send)
-        # What the stack would have produced for a cookie-less handshake, without the hops.
-        scope = dict(scope, cookies=cookies, session=self.session_store(None), user=AnonymousUser())
+        # What the stack would have produced for a cookie-less handshake, without the hops; in
+        # place (the scope is this connection's own), so idle sockets do not each hold a copy.
+        scope.update(cookies=cookies, session=self.session_store(None), user=AnonymousUser())
         return await self.inner(scope, receive, send)

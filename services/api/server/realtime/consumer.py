@@ -9,14 +9,16 @@ open through a Redis restart. The per-socket mode (benchmark only: the design of
 tutorial postwire started from) keeps the layer.
 """
 
-import asyncio
 import logging
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 
 from server import json_input
+from server.realtime.inbox import Inbox
 from server.realtime.metrics import WS_CLOSED_BY_SERVER
 from server.realtime.protocols import LegacyWSHandler, TransportWSHandler
 from server.realtime.wire import wire_of
@@ -27,35 +29,6 @@ log = logging.getLogger(__name__)
 # this is closed (1008) rather than buffered without bound.
 MAX_WAITING_MESSAGES = 200
 MAX_WAITING_BYTES = 1024 * 1024
-
-
-class Inbox:
-    """The consumer's inbound messages, as strawberry uses its queue (`put_nowait`, `get`) and
-    this consumer counts them (`qsize`): a list and, while the handler waits, one future. An
-    asyncio.Queue holds three deques and an Event of its own, about 3 KiB per idle socket."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list = []
-        self._waiter: asyncio.Future | None = None
-
-    def put_nowait(self, item) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def get(self):
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.pop(0)
-
-    def qsize(self) -> int:
-        return len(self._items)
 
 
 class GraphQLConsumer(GraphQLWSConsumer):
@@ -69,6 +42,23 @@ class GraphQLConsumer(GraphQLWSConsumer):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.message_queue = Inbox()
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Channels' AsyncConsumer.__call__, reading the socket in a plain loop when there is no
+        layer channel to read as well. Channels' await_many_dispatch wraps every `receive()` in a
+        task and an asyncio.wait (a task, a future and their callbacks per inbound message, and a
+        task held by every idle socket); with one source there is nothing to wait on together."""
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is not None:
+            await super().__call__(scope, receive, send)  # per-socket mode reads its layer channel too
+            return
+        self.scope = scope
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     def decode_json(self, data):
         return json_input.loads(data)

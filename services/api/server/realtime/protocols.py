@@ -92,6 +92,12 @@ class TransportWSHandler(_Addressed, BaseGraphQLTransportWSHandler):
             return
         await super().handle_message(message)
 
+    async def handle_connection_init(self, message) -> None:
+        await super().handle_connection_init(message)
+        # strawberry cancels its init-timeout task here but keeps it: a done task holding its
+        # CancelledError, traceback and frames for the socket's whole life (~1.5 KiB per socket).
+        self.connection_init_timeout_task = None
+
     async def handle_ping(self, message) -> None:
         # A client that pings without reading would make its pongs pile up: bounded like frames.
         wire = wire_of(self.websocket.ws_consumer.scope)

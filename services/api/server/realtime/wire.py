@@ -24,6 +24,8 @@ import logging
 import socket
 import struct
 
+from server.realtime.inbox import Inbox
+
 log = logging.getLogger(__name__)
 
 # package -> the release series this module was written and tested against
@@ -116,7 +118,8 @@ class DaphneWire:
         count = queue.qsize()
         if count == 0:
             return 0, 0
-        return count, sum(len(m.get("text") or m.get("bytes") or b"") for m in queue._queue)
+        waiting = queue.items() if isinstance(queue, Inbox) else queue._queue  # asyncio.Queue: untrimmed Daphne
+        return count, sum(len(m.get("text") or m.get("bytes") or b"") for m in waiting)
 
     def write(self, frame: bytes, max_unsent: int | None = None) -> int:
         """Write one complete pre-built frame: 1 if written, 0 if the socket is no longer open,
@@ -199,7 +202,8 @@ class WireMiddleware:
                     # loopback): what a stalled reader pins in the kernel, before the unsent-bytes
                     # limit (which sees only what the kernel refused) takes over.
                     protocol.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
-                scope = dict(scope)
+                # In place, not a copy: Daphne makes a scope per connection and never reads it
+                # back, and a copy held by this frame would cost every idle socket its size.
                 wire = scope[SCOPE_KEY] = DaphneWire(protocol)
                 OPEN.add(wire)
                 try:

@@ -1,0 +1,43 @@
+"""server.realtime.lean_daphne's pieces that a socket cannot show (tests/api/realtime/test_wire.py
+checks the trims from inside a socket, on a real server)."""
+
+import pprint
+import subprocess
+import sys
+from pathlib import Path
+
+from server.realtime.lean_daphne import _Pretty
+
+API = Path(__file__).resolve().parents[3] / "services" / "api"
+
+
+def test_the_deferred_pretty_print_reads_as_pprint_would():
+    options = [("autoPingInterval", 20, "WebSocketFactory"), ("allowedOrigins", ["*"], "WebSocketFactory")] * 5
+    assert str(_Pretty(options)) == pprint.pformat(options)
+    formatted = "\n{attrs}".format(attrs=_Pretty(options))  # noqa: UP032 - as autobahn's logger formats it
+    assert formatted == "\n" + pprint.pformat(options)
+
+
+def test_install_patches_once_and_autobahn_still_formats_its_timings():
+    """In a fresh interpreter (install changes classes process-wide): installed, idempotent,
+    and autobahn's one other pformat user, Timings.__str__, still returns a str."""
+    code = """
+from server.realtime import lean_daphne
+import autobahn.websocket.protocol as p
+from daphne import server, ws_protocol
+assert lean_daphne.install() and lean_daphne.install()
+assert p.pformat is lean_daphne._Pretty
+assert server.Server.create_application is lean_daphne._create_application
+timings = p.Timings()
+timings.track("connect")
+text = str(timings)
+assert isinstance(text, str) and "connect" in text, text
+factory = ws_protocol.WebSocketFactory(None, server="x")
+factory.setProtocolOptions(autoPingInterval=7)
+assert factory.protocol.autoPingInterval == 7 and factory.protocol.__name__ == "WebSocketProtocol"
+factory.setProtocolOptions(autoPingInterval=9)  # a second call rebuilds from the original class
+assert factory.protocol.autoPingInterval == 9 and factory.protocol.__mro__[2] is ws_protocol.WebSocketProtocol
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=API, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
