@@ -9,6 +9,7 @@ open through a Redis restart. The per-socket mode (benchmark only: the design of
 tutorial postwire started from) keeps the layer.
 """
 
+import asyncio
 import logging
 
 from channels.consumer import get_handler_name
@@ -57,6 +58,10 @@ class GraphQLConsumer(GraphQLWSConsumer):
         try:
             while True:
                 await self.dispatch(await receive())
+                # Let the protocol handler run between messages, as Channels' loop does: moving a
+                # burst into strawberry's queue in one go would starve it, and the flood limit
+                # (what waits in both queues) would be reached by a client that is only quick.
+                await asyncio.sleep(0)
         except StopConsumer:
             pass
 
