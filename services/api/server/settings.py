@@ -115,6 +115,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("postwire needs PostgreSQL: DATABASE_URL must be a postgres:// URL.")
+DATABASES["default"]["ENGINE"] = "server.postgres"  # Django's, with a health check that needs no round trip
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -140,6 +141,8 @@ WHITENOISE_USE_FINDERS = DEVELOPMENT
 # --- Security -------------------------------------------------------------------------------
 # Cookies are Secure unless in development (compose and the local stack serve plain HTTP).
 _secure_cookies = env.bool("DJANGO_SECURE_COOKIES", default=not DEVELOPMENT)
+# Django's database sessions, read without the ORM (server/app/authentication/sessions.py).
+SESSION_ENGINE = "server.app.authentication.sessions"
 SESSION_COOKIE_SECURE = _secure_cookies
 CSRF_COOKIE_SECURE = _secure_cookies
 SESSION_COOKIE_HTTPONLY = True
@@ -292,7 +295,7 @@ if LOGIN_LOCKOUT_SECONDS < 1:
 # The throttle's gate comes first, so a locked-out attempt never reaches password hashing.
 AUTHENTICATION_BACKENDS = [
     "server.app.authentication.throttle.LoginThrottleBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "server.app.authentication.backends.ModelBackend",  # Django's, with a cheaper user load
 ]
 
 # --- Logging ---------------------------------------------------------------------------------

@@ -34,6 +34,22 @@ def test_csrf_is_enforced_on_posts():
     assert ok.status_code == 200 and ok.json()["data"]["serverNode"] == "pytest"
 
 
+def test_only_graphiql_gets_a_csrf_cookie_from_the_graphql_url(settings):
+    """GraphiQL's page (a GET) is handed the csrftoken cookie its queries send back; a query or
+    mutation (a POST, which already carried the token) is not re-issued one on every response."""
+    assert settings.GRAPHIQL_ENABLED, "this tier runs with GraphiQL on (development mode)"
+    client = Client(enforce_csrf_checks=True)
+    page = client.get("/graphql", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and b"graphiql" in page.content.lower()
+    assert page.cookies["csrftoken"].value
+    token = client.get("/csrf/").json()["csrfToken"]
+    post = gql(client, "{ serverNode }", HTTP_X_CSRFTOKEN=token)
+    assert post.status_code == 200 and post.json()["data"]["serverNode"] == "pytest"
+    assert "csrftoken" not in post.cookies, post.cookies.output()
+    anonymous_without_token = gql(Client(enforce_csrf_checks=True), "{ serverNode }")
+    assert anonymous_without_token.status_code == 403  # still checked: the view is not exempt
+
+
 def test_posts_connection_hides_drafts_from_anonymous_users(client):
     author = User.objects.create_user("author", password="pw-123456789")
     services.post_create(author=author, title="draft")

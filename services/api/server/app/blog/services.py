@@ -18,12 +18,11 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from server.app.authentication.backends import MODEL_BACKEND
 from server.app.blog import selectors
 from server.app.blog.models import Post, PostEvent
 from server.app.blog.notifications import broadcast_on_commit
 from server.app.blog.permissions import PUBLISH_POST, PUBLISHER_PERMISSIONS
-
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def _record(kind: str, post: Post, actor) -> PostEvent:
