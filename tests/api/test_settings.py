@@ -89,6 +89,19 @@ def test_daphne_processes_tune_the_garbage_collector():
         assert wrong.returncode != 0 and "POSTWIRE_WS_GC_THRESHOLDS" in wrong.stderr
 
 
+def test_gunicorn_workers_freeze_what_start_up_loaded():
+    """The WSGI module loads the URLconf (both schemas) and freezes it: a full collection then
+    has only what requests made since to walk through."""
+    code = (
+        "import gc, sys, server.wsgi; "
+        "print('server.schema' in sys.modules, gc.get_freeze_count() > 100_000, gc.get_threshold())"
+    )
+    result = run_python(code, POSTWIRE_ENV="development")
+    assert result.returncode == 0, result.stderr
+    interpreter = run_python("import gc; print(gc.get_threshold())").stdout.strip()
+    assert result.stdout.split("\n")[-2] == f"True True {interpreter}"  # thresholds left as they are
+
+
 def test_redis_sentinels_replace_the_address_for_the_layer():
     code = (
         "import django, json; django.setup(); from django.conf import settings as s; "
