@@ -139,7 +139,7 @@ def _role_env(role: str, tmp_path, **env) -> str:
 
 
 def test_daphne_keeps_no_persistent_database_connections(tmp_path):
-    # Django advises against CONN_MAX_AGE under ASGI; gunicorn (WSGI) keeps its 60 s default.
+    # Django advises against CONN_MAX_AGE under ASGI; gunicorn (WSGI) keeps its 600 s default.
     assert _role_env("ws", tmp_path, DB_CONN_MAX_AGE="60") == "DB_CONN_MAX_AGE=0"
     assert _role_env("ws", tmp_path, DB_CONN_MAX_AGE_WS="30") == "DB_CONN_MAX_AGE=30"
     assert _role_env("api", tmp_path, DB_CONN_MAX_AGE="60") == "DB_CONN_MAX_AGE=60"
@@ -148,7 +148,7 @@ def test_daphne_keeps_no_persistent_database_connections(tmp_path):
         "print(settings.DATABASES['default']['CONN_MAX_AGE'])"
     )
     assert run_python(code, POSTWIRE_ENV="development", DB_CONN_MAX_AGE="0").stdout.strip() == "0"
-    assert run_python(code, POSTWIRE_ENV="development").stdout.strip() == "60"
+    assert run_python(code, POSTWIRE_ENV="development").stdout.strip() == "600"
 
 
 def test_login_throttle_settings_have_safe_defaults():

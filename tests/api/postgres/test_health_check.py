@@ -42,7 +42,9 @@ def last_statement(observer, pid: int) -> str:
 
 
 def start_a_request(wrapper):
-    """What Django does around a request: request_started/finished reset the health check."""
+    """What Django does between requests (close_old_connections at request_finished, then at
+    request_started): the health check is due again at the next query."""
+    wrapper.close_if_unusable_or_obsolete()
     wrapper.close_if_unusable_or_obsolete()
     assert not wrapper.health_check_done
 
@@ -81,6 +83,29 @@ def test_anything_pending_on_the_socket_gets_djangos_own_check(wrapper, observer
     poller.register(wrapper.connection.fileno(), select.POLLIN)
     assert poller.poll(5000), "the notification did not arrive in 5 s"
     start_a_request(wrapper)
+    with wrapper.cursor():
+        assert wrapper.health_check_done
+        assert last_statement(observer, pid) == "SELECT 1"
+    assert backend_pid(wrapper) == pid
+
+
+@pytest.mark.parametrize("between", ["requests", "no requests"])
+def test_a_connection_idle_for_long_gets_djangos_own_check(wrapper, observer, monkeypatch, between):
+    """A flow a middlebox dropped while idle shows nothing on the socket: after
+    QUIET_CHECK_SECONDS since the last request ended (or outside requests), the round trip is
+    worth its cost."""
+    from server.postgres import base
+
+    pid = backend_pid(wrapper)
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT 'marker'")
+    if between == "requests":
+        wrapper.close_if_unusable_or_obsolete()  # the last request ended
+        monkeypatch.setattr(base, "QUIET_CHECK_SECONDS", 0.2)
+        time.sleep(0.3)
+        wrapper.close_if_unusable_or_obsolete()  # the next one starts: its start is not "used"
+    else:
+        wrapper.health_check_done = False  # a reused connection with no request boundaries at all
     with wrapper.cursor():
         assert wrapper.health_check_done
         assert last_statement(observer, pid) == "SELECT 1"
