@@ -34,7 +34,7 @@ SERVERS = {"daphne": ["-m", "daphne"], "postwire-ws": ["-m", "server.ws_main"]}
 def daphne(request, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "services" / "api")]))
-    argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port), "--ping-interval", "1"]
     process = Process(
         f"wire-{request.param}",
         [*argv, "tests.api.realtime.wire_app:application"],
@@ -71,6 +71,38 @@ async def test_the_product_entry_point_trims_what_every_socket_keeps(daphne, req
         }
         # WireMiddleware sets failByDrop on the socket itself (a 1009 close, not a dropped TCP)
         assert kept["options_in_instance"] == ["failByDrop"]
+
+
+async def _pings_received(url: str, seconds: float) -> int:
+    """Open a WebSocket, stay idle, count the server's pings (each answered with a pong)."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    pings, deadline = 0, asyncio.get_running_loop().time() + seconds
+    try:
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                b0, b1 = await asyncio.wait_for(reader.readexactly(2), left)
+            except TimeoutError:
+                break
+            payload = await reader.readexactly(b1 & 0x7F)
+            if b0 & 0x0F == 0x9:
+                pings += 1
+                writer.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)  # pong, zero mask
+    finally:
+        writer.close()
+    return pings
+
+
+async def test_every_idle_socket_is_pinged_each_ping_interval(daphne):
+    """Daphne's keep-alive (--ping-interval 1 here): on the trimmed server the timeout sweep
+    runs in slices, and must still reach every socket."""
+    counts = await asyncio.gather(*(_pings_received(daphne, 4.5) for _ in range(8)))
+    assert all(count >= 1 for count in counts), counts
 
 
 async def test_a_client_offering_compression_is_answered_without_it(daphne):
