@@ -46,7 +46,7 @@ print("ok")
 
 def test_the_timeout_sweep_checks_every_connection_once_per_period_in_slices(monkeypatch):
     """Daphne checked all connections (and sent every ping due) at once every 2 s; the sliced
-    sweep checks each one exactly once per 2 s, a twentieth of them every 0.1 s."""
+    sweep checks each one exactly once per 2 s, a slice of them at a time."""
     from twisted.internet import reactor
 
     from server.realtime import lean_daphne
@@ -75,5 +75,6 @@ def test_the_timeout_sweep_checks_every_connection_once_per_period_in_slices(mon
         server.timeout_checker()
         per_step.append(len(checked) - before)
     assert sorted(checked) == sorted(list(range(45)) * 2)  # each connection twice, none skipped
-    assert max(per_step) == 3  # ceil(45 / 20): no burst
-    assert later == [0.1] * 40
+    slices = lean_daphne.TIMEOUT_SWEEP_SLICES
+    assert slices >= 4 and max(per_step) == -(-45 // slices)  # no burst: at most one slice at a time
+    assert later == [2.0 / slices] * (2 * slices)
