@@ -52,6 +52,7 @@ class Publisher:
         self.password = password
         self._cookies: requests.cookies.RequestsCookieJar | None = None
         self._publish_headers: dict[str, str] = {}
+        self._publish_url = urlsplit(graphql_url)
         self._local = threading.local()
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="publish")
 
@@ -115,14 +116,14 @@ class Publisher:
         if connection is None or fresh:
             if connection is not None:
                 connection.close()
-            parts = urlsplit(self.graphql_url)
-            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            connection = kind(parts.netloc, timeout=REQUEST_TIMEOUT)
+            url = self._publish_url
+            kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+            connection = kind(url.netloc, timeout=REQUEST_TIMEOUT)
             self._local.connection = connection
         return connection
 
     def _post_publish(self, body: bytes) -> tuple[int, str | None, bytes]:
-        path = urlsplit(self.graphql_url).path or "/"
+        path = self._publish_url.path or "/"
         for attempt in (1, 2):
             connection = self._connection(fresh=attempt == 2)
             try:
