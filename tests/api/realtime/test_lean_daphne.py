@@ -28,7 +28,9 @@ from daphne import server, ws_protocol
 assert lean_daphne.install() and lean_daphne.install()
 assert p.pformat is lean_daphne._Pretty
 assert server.Server.create_application is lean_daphne._create_application
-assert server.Server.timeout_checker is lean_daphne._timeout_checker
+from server.realtime import daphne_sweeps
+assert server.Server.timeout_checker is daphne_sweeps.timeout_checker
+assert server.Server.application_checker is daphne_sweeps.application_checker
 timings = p.Timings()
 timings.track("connect")
 text = str(timings)
@@ -42,39 +44,3 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=API, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
-
-
-def test_the_timeout_sweep_checks_every_connection_once_per_period_in_slices(monkeypatch):
-    """Daphne checked all connections (and sent every ping due) at once every 2 s; the sliced
-    sweep checks each one exactly once per 2 s, a slice of them at a time."""
-    from twisted.internet import reactor
-
-    from server.realtime import lean_daphne
-
-    checked: list[int] = []
-
-    class Protocol:
-        def __init__(self, n):
-            self.n = n
-
-        def check_timeouts(self):
-            checked.append(self.n)
-
-    class Server:
-        timeout_checker = lean_daphne._timeout_checker
-
-        def __init__(self):
-            self.connections = {Protocol(n): {} for n in range(45)}
-
-    later = []
-    monkeypatch.setattr(reactor, "callLater", lambda delay, f, *a: later.append(delay))
-    server = Server()
-    per_step = []
-    for _ in range(2 * lean_daphne.TIMEOUT_SWEEP_SLICES):  # two whole periods
-        before = len(checked)
-        server.timeout_checker()
-        per_step.append(len(checked) - before)
-    assert sorted(checked) == sorted(list(range(45)) * 2)  # each connection twice, none skipped
-    slices = lean_daphne.TIMEOUT_SWEEP_SLICES
-    assert slices >= 4 and max(per_step) == -(-45 // slices)  # no burst: at most one slice at a time
-    assert later == [2.0 / slices] * (2 * slices)

@@ -35,6 +35,7 @@ def daphne(request, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "services" / "api")]))
     argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port), "--ping-interval", "1"]
+    argv += ["--application-close-timeout", "1"]
     process = Process(
         f"wire-{request.param}",
         [*argv, "tests.api.realtime.wire_app:application"],
@@ -99,10 +100,75 @@ async def _pings_received(url: str, seconds: float) -> int:
 
 
 async def test_every_idle_socket_is_pinged_each_ping_interval(daphne):
-    """Daphne's keep-alive (--ping-interval 1 here): on the trimmed server the timeout sweep
-    runs in slices, and must still reach every socket."""
+    """Daphne's keep-alive (--ping-interval 1 here): on the trimmed server the pings due come
+    from a heap (daphne_sweeps), and must still reach every socket."""
     counts = await asyncio.gather(*(_pings_received(daphne, 4.5) for _ in range(8)))
     assert all(count >= 1 for count in counts), counts
+
+
+class _Observer:
+    """One socket that asks the server what it tracks (it is one of those connections)."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def ask(self) -> dict:
+        await self.ws.send("connections")
+        return json.loads(await asyncio.wait_for(self.ws.recv(), 5))
+
+    async def until(self, expected: dict, seconds: float = 6.0) -> dict:
+        """Ask until the report contains `expected`, or time out; the last report."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not (expected.items() <= (seen := await self.ask()).items()):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        return seen
+
+
+@pytest.fixture
+async def observer(daphne):
+    async with websockets.connect(daphne, compression=None) as ws:
+        observer = _Observer(ws)
+        # Only the observer left: earlier tests' sockets and its own upgrade request forgotten.
+        seen = await observer.until({"websockets": 1, "requests": 0})
+        assert (seen["websockets"], seen["requests"]) == (1, 0)
+        yield observer
+
+
+async def test_sockets_that_closed_are_forgotten(daphne, observer):
+    """Daphne forgets a connection once its client left and its application ended (on the
+    trimmed server only the connections something happened to are visited: daphne_sweeps)."""
+    sockets = [await websockets.connect(daphne, compression=None) for _ in range(5)]
+    assert (await observer.ask())["websockets"] == 6
+    for ws in sockets:
+        await ws.close()
+    assert (await observer.until({"websockets": 1, "requests": 0}))["websockets"] == 1
+
+
+async def test_an_application_that_ignores_its_client_leaving_is_cancelled(daphne, observer):
+    """--application-close-timeout 1 here: an application still running a second after its
+    client left is cancelled, and its connection forgotten."""
+    cancelled = (await observer.ask())["cancelled"]
+    async with websockets.connect(daphne, compression=None) as ws:
+        await ws.send("hang")
+    await asyncio.sleep(0.5)
+    still = await observer.ask()
+    assert (still["websockets"], still["cancelled"]) == (2, cancelled)  # its application still runs
+    assert await observer.until({"websockets": 1, "cancelled": cancelled + 1}) == {
+        "websockets": 1,
+        "requests": 0,
+        "cancelled": cancelled + 1,
+    }
+
+
+async def test_an_application_that_fails_closes_its_socket_with_1011_and_is_forgotten(daphne, observer):
+    async with websockets.connect(daphne, compression=None) as ws:
+        await ws.send("raise")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd.code == 1011
+    assert (await observer.until({"websockets": 1, "requests": 0}))["websockets"] == 1
 
 
 async def test_a_client_offering_compression_is_answered_without_it(daphne):

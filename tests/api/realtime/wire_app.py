@@ -6,6 +6,17 @@ import json
 
 from server.realtime.wire import WireMiddleware, frame_header, wire_of
 
+cancelled = 0  # applications Daphne cancelled for not ending after their client left
+
+
+async def _hang() -> None:
+    global cancelled
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled += 1
+        raise
+
 
 async def app(scope, receive, send):
     if scope["type"] != "websocket":
@@ -13,12 +24,28 @@ async def app(scope, receive, send):
     wire = wire_of(scope)
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
+    hang_on_disconnect = False
     while True:
         event = await receive()
         if event["type"] == "websocket.disconnect":
+            if hang_on_disconnect:
+                await _hang()
             return
         command = event.get("text", "")
-        if command == "probe":
+        if command == "hang":
+            hang_on_disconnect = True  # ignore the client leaving: Daphne must cancel this app
+        elif command == "raise":
+            raise RuntimeError("the application failed")  # Daphne closes the socket with 1011
+        elif command == "connections":
+            # What the server still tracks: its connections and the apps it had to cancel.
+            kinds = [type(protocol).__name__ for protocol in wire.protocol.server.connections]
+            report = {
+                "websockets": sum(kind == "WebSocketProtocol" for kind in kinds),
+                "requests": sum(kind == "WebRequest" for kind in kinds),  # upgrades not yet forgotten
+                "cancelled": cancelled,
+            }
+            await send({"type": "websocket.send", "text": json.dumps(report)})
+        elif command == "probe":
             await send(
                 {
                     "type": "websocket.send",

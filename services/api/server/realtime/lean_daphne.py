@@ -16,12 +16,8 @@ Where a connect's CPU went (py-spy on one node, 3,000 sockets opened at 500/s):
   upgrade (~3 KiB per idle socket); it is let go, and so is autobahn's parse of the handshake
   once the socket is open (~2 KiB).
 
-And one cost in time rather than size: Daphne checks every connection's timeouts and keep-alive
-ping in one sweep every 2 s, so the pings due go out in one burst (with 10,000 sockets on three
-nodes, ~1,000 pings and their pongs through nginx and the client every 2 s). A publish request
-that met a burst waited for it: benchmark runs with pings pushed past the run had a publish p90
-of 14.6 ms where runs with them had 17-30 ms. The sweep now checks an eighth of the connections
-every 0.25 s: each connection still once per 2 s, the pings spread out.
+Daphne's two periodic walks over every connection (timeouts and pings, finished applications)
+are replaced by work on the connections that need it: server.realtime.daphne_sweeps.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ import logging
 import pprint
 from functools import partial
 
+from server.realtime import daphne_sweeps
 from server.realtime.inbox import Inbox
 from server.realtime.wire import check_supported
 
@@ -91,7 +88,8 @@ def _set_protocol_options(original):
 
 
 def _create_application(self, protocol, scope):
-    """daphne.server.Server.create_application (4.2), with an Inbox for the input queue."""
+    """daphne.server.Server.create_application (4.2), with an Inbox for the input queue, and the
+    application reaped when it finishes (daphne_sweeps)."""
     assert "application_instance" not in self.connections[protocol]
     input_queue = Inbox()
     scope.setdefault("asgi", {"version": "3.0"})
@@ -102,27 +100,10 @@ def _create_application(self, protocol, scope):
     )
     if protocol not in self.connections:
         return None
-    self.connections[protocol]["application_instance"] = asyncio.ensure_future(
-        application_instance, loop=asyncio.get_event_loop()
-    )
+    future = asyncio.ensure_future(application_instance, loop=asyncio.get_event_loop())
+    future.add_done_callback(partial(daphne_sweeps.application_finished, self, protocol))
+    self.connections[protocol]["application_instance"] = future
     return input_queue
-
-
-# Daphne's sweep: every connection's timeouts checked once per TIMEOUT_SWEEP_SECONDS, here in
-# TIMEOUT_SWEEP_SLICES steps.
-TIMEOUT_SWEEP_SECONDS = 2.0
-TIMEOUT_SWEEP_SLICES = 8  # 4 wake-ups a second: more slices cost more in wake-ups than they smooth
-
-
-def _timeout_checker(self):
-    """daphne.server.Server.timeout_checker (4.2), one slice of the connections per call."""
-    from twisted.internet import reactor
-
-    step = self.__dict__.get("_timeout_sweep_step", 0)
-    self._timeout_sweep_step = (step + 1) % TIMEOUT_SWEEP_SLICES
-    for protocol in list(self.connections)[step::TIMEOUT_SWEEP_SLICES]:
-        protocol.check_timeouts()
-    reactor.callLater(TIMEOUT_SWEEP_SECONDS / TIMEOUT_SWEEP_SLICES, self.timeout_checker)
 
 
 def _process_request(original):
@@ -155,6 +136,6 @@ def install() -> bool:
     factory = ws_protocol.WebSocketFactory
     factory.setProtocolOptions = _set_protocol_options(factory.setProtocolOptions)
     daphne_server.Server.create_application = _create_application
-    daphne_server.Server.timeout_checker = _timeout_checker
+    daphne_sweeps.install(daphne_server.Server)
     http_protocol.WebRequest.process = _process_request(http_protocol.WebRequest.process)
     return True
