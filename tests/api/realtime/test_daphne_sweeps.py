@@ -30,7 +30,8 @@ daphne_sweeps.install(Server)
 
 
 class WebSocket(ws_protocol.WebSocketProtocol):
-    """A Daphne WebSocket protocol without a transport: records pings and check_timeouts."""
+    """A Daphne WebSocket protocol without a transport: records pings (sent through the wire,
+    patched) and check_timeouts."""
 
     def __init__(self, clock, state="open"):  # no super().__init__: nothing here is wired
         self.state = self.STATE_OPEN if state == "open" else self.STATE_CONNECTING
@@ -39,9 +40,6 @@ class WebSocket(ws_protocol.WebSocketProtocol):
         self.checked = 0
         self._clock = clock
         self.client_addr, self.path = None, b"/"  # what Daphne's repr reads
-
-    def _sendAutoPing(self):
-        self.pings.append(self._clock.now)
 
     def check_timeouts(self):
         self.checked += 1
@@ -65,6 +63,7 @@ def clock(monkeypatch):
     monkeypatch.setattr(daphne_sweeps, "time", clock)
     monkeypatch.setattr(daphne_server, "time", clock)
     monkeypatch.setattr(reactor, "callLater", lambda delay, f, *args: None)
+    monkeypatch.setattr(daphne_sweeps.wire, "send_auto_ping", lambda protocol: protocol.pings.append(clock.now))
     return clock
 
 

@@ -39,7 +39,7 @@ factory = ws_protocol.WebSocketFactory(None, server="x")
 factory.setProtocolOptions(autoPingInterval=7)
 assert factory.protocol.autoPingInterval == 7 and factory.protocol.__name__ == "WebSocketProtocol"
 factory.setProtocolOptions(autoPingInterval=9)  # a second call rebuilds from the original class
-assert factory.protocol.autoPingInterval == 9 and factory.protocol.__mro__[2] is ws_protocol.WebSocketProtocol
+assert factory.protocol.autoPingInterval == 9 and factory.protocol.__mro__[3] is ws_protocol.WebSocketProtocol
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=API, capture_output=True, text=True, timeout=60)

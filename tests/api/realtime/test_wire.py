@@ -35,7 +35,7 @@ def daphne(request, tmp_path_factory):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "services" / "api")]))
     argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port), "--ping-interval", "1"]
-    argv += ["--application-close-timeout", "1"]
+    argv += ["--ping-timeout", "2", "--application-close-timeout", "1"]
     process = Process(
         f"wire-{request.param}",
         [*argv, "tests.api.realtime.wire_app:application"],
@@ -74,8 +74,10 @@ async def test_the_product_entry_point_trims_what_every_socket_keeps(daphne, req
         assert kept["options_in_instance"] == ["failByDrop"]
 
 
-async def _pings_received(url: str, seconds: float) -> int:
-    """Open a WebSocket, stay idle, count the server's pings (each answered with a pong)."""
+async def _pings_received(url: str, seconds: float, answer: str = "pong") -> int:
+    """Open a WebSocket, stay idle, count the server's pings: each answered with its pong (masked
+    with a random key), with a pong that does not match, or not at all (`answer`). -1 if the
+    server closed the connection."""
     host, port = url.split("//")[1].rstrip("/").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
@@ -90,10 +92,17 @@ async def _pings_received(url: str, seconds: float) -> int:
                 b0, b1 = await asyncio.wait_for(reader.readexactly(2), left)
             except TimeoutError:
                 break
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return -1  # dropped (autobahn aborts: a reset)
             payload = await reader.readexactly(b1 & 0x7F)
             if b0 & 0x0F == 0x9:
                 pings += 1
-                writer.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)  # pong, zero mask
+                if answer == "wrong pong":
+                    payload = bytes(len(payload))
+                if answer != "none":
+                    key = os.urandom(4)
+                    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+                    writer.write(bytes((0x8A, 0x80 | len(payload))) + key + masked)
     finally:
         writer.close()
     return pings
@@ -169,6 +178,17 @@ async def test_an_application_that_fails_closes_its_socket_with_1011_and_is_forg
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd.code == 1011
     assert (await observer.until({"websockets": 1, "requests": 0}))["websockets"] == 1
+
+
+async def test_a_client_that_answers_its_pings_stays_and_others_are_dropped(daphne):
+    """--ping-interval 1 --ping-timeout 2 here. The pong answering the pending ping keeps the
+    socket (on the trimmed server it is taken inline: wire.take_auto_pong); a wrong pong or none
+    does not, and the server drops the socket."""
+    answered, wrong, silent = await asyncio.gather(
+        _pings_received(daphne, 6), _pings_received(daphne, 6, "wrong pong"), _pings_received(daphne, 6, "none")
+    )
+    assert answered >= 2, answered  # still open after 6 s (plain Daphne pings every 2 s at most)
+    assert wrong == silent == -1
 
 
 async def test_a_client_offering_compression_is_answered_without_it(daphne):

@@ -32,6 +32,8 @@ import logging
 import time
 import weakref
 
+from server.realtime import wire
+
 logger = logging.getLogger("daphne.server")  # Daphne's logger: the same log lines as before
 
 APPLICATION_CHECK_SECONDS = 1.0  # Daphne's period
@@ -151,7 +153,7 @@ def timeout_checker(self):
         if protocol is None or protocol.state != protocol.STATE_OPEN:
             continue  # closed or closing: Daphne pings open sockets only
         if now - protocol.last_ping > interval:  # Daphne's test: a message since postpones it
-            protocol._sendAutoPing()
+            wire.send_auto_ping(protocol)
             protocol.last_ping = time.time()
         heapq.heappush(state.pings, (protocol.last_ping + interval, next(state.order), ref))
     reactor.callLater(SWEEP_SECONDS, self.timeout_checker)

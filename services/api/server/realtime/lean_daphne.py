@@ -29,7 +29,7 @@ from functools import partial
 
 from server.realtime import daphne_sweeps
 from server.realtime.inbox import Inbox
-from server.realtime.wire import check_supported
+from server.realtime.wire import check_supported, take_auto_pong
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ class _HandshakeForgotten:
         self.http_request_data = b""
 
 
+class _LeanReads:
+    """Reads without what a WebSocket never needed: the pong answering Daphne's keep-alive ping is
+    handled inline (server.realtime.wire.take_auto_pong); everything else goes to autobahn, minus
+    the debug line whose arguments autobahn formatted on every read, logged or not."""
+
+    def dataReceived(self, data):
+        if not take_auto_pong(self, data):
+            self._dataReceived(data)
+
+
 def _as_class_attribute(value):
     """A function among the options (perMessageCompressionAccept) must not become a method."""
     return staticmethod(value) if hasattr(type(value), "__get__") else value
@@ -76,7 +86,7 @@ def _lean_protocol_class(factory) -> type:
     base = getattr(base, "_lean_base", base)
     options = {name: _as_class_attribute(getattr(factory, name)) for name in base.CONFIG_ATTRS}
     namespace = {**options, "_lean_base": base, "__module__": __name__}
-    return type(base.__name__, (_HandshakeForgotten, base), namespace)
+    return type(base.__name__, (_HandshakeForgotten, _LeanReads, base), namespace)
 
 
 def _set_protocol_options(original):

@@ -14,6 +14,11 @@ application is `functools.partial(Server.handle_reply, protocol)`; the protocol 
 Twisted TCP transport (`socket`, `dataBuffer`, `offset`, `_tempDataLen`, `connected`,
 `disconnecting`). On other versions, or another ASGI server, `wire_for()` returns None and the
 hub falls back to the plain path (strawberry executes and sends per subscriber): slower, correct.
+
+Daphne's keep-alive goes the same way on the trimmed server (server.realtime.lean_daphne and
+daphne_sweeps): the ping is written like a hub frame and the pong answering it is taken before
+autobahn's frame parser (`send_auto_ping`, `take_auto_pong`), with autobahn's own ping state
+(`autoPingPending`, `autoPingTimeoutCall`, the factory's `_batched_timer`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import os
 import socket
 import struct
+import time
 
 from server.realtime.inbox import Inbox
 
@@ -55,7 +62,7 @@ def check_supported() -> str | None:
         return f"cannot import the server internals: {exc}"
     for owner, names in (
         (Server, ("handle_reply",)),
-        (WebSocketProtocol, ("STATE_OPEN", "sendCloseFrame", "sendData")),
+        (WebSocketProtocol, ("STATE_OPEN", "sendCloseFrame", "sendData", "_sendAutoPing", "onAutoPingTimeout")),
         (FileDescriptor, ("dataBuffer", "offset", "write")),
     ):
         missing = [name for name in names if not hasattr(owner, name)]
@@ -160,6 +167,62 @@ class DaphneWire:
         protocol = self.protocol
         if protocol.state == self._open_state:
             protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None)
+
+
+# Daphne's keep-alive, the ping out and the pong back, without autobahn's general frame machinery:
+# at 20 s per socket, 3,333 idle sockets are ~170 pings and pongs a second per node, and py-spy
+# put ~60% of such a node's CPU in them (autobahn's sendFrame and Twisted's writer arming for
+# the ping; Twisted's read, autobahn's frame parser, a C-level XOR masker built per frame and
+# debug-log arguments formatted for lines never written, for the pong).
+
+
+def send_auto_ping(protocol) -> None:
+    """autobahn's WebSocketProtocol._sendAutoPing (26.10): the same payload (send time, sequence
+    number), pending state and pong timeout, with the frame written as the hub writes frames."""
+    if protocol.state != protocol.STATE_OPEN:
+        return
+    protocol.autoPingPendingCall = None
+    protocol.autoPingPendingSent = sent = time.time_ns()
+    protocol.autoPingPendingSeq += 1
+    payload = struct.pack(">QL", sent, protocol.autoPingPendingSeq) + os.urandom(protocol.autoPingSize - 12)
+    protocol.autoPingPending = payload
+    DaphneWire(protocol).write(bytes((0x89, len(payload))) + payload)
+    if protocol.autoPingTimeout:
+        protocol.autoPingTimeoutCall = protocol.factory._batched_timer.call_later(
+            protocol.autoPingTimeout, protocol.onAutoPingTimeout
+        )
+
+
+def take_auto_pong(protocol, data: bytes) -> bool:
+    """If `data` is exactly one masked pong frame answering the pending auto-ping, at a frame
+    boundary, do what autobahn's processControlFrame does with it and return True; anything else
+    (another frame, a split or coalesced read, a pong that does not match) is autobahn's."""
+    pending = protocol.autoPingPending
+    length = len(data) - 6
+    if (
+        pending is None
+        or length != len(pending)
+        or data[0] != 0x8A  # FIN + pong
+        or data[1] != 0x80 | length  # masked, as a client's frames must be
+        or protocol.data  # bytes of an unfinished frame buffered
+        or protocol.current_frame is not None
+        or protocol.state != protocol.STATE_OPEN
+    ):
+        return False
+    key = (data[2:6] * (length // 4 + 1))[:length]
+    payload = (int.from_bytes(data[6:], "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+    if payload != pending:
+        return False
+    if protocol.autoPingTimeoutCall:
+        protocol.autoPingTimeoutCall.cancel()
+    protocol.autoPingPending = None
+    protocol.autoPingPendingSent = None
+    protocol.autoPingTimeoutCall = None
+    if protocol.autoPingInterval:  # autobahn's own ping timer (Daphne pings from its sweep instead)
+        protocol.autoPingPendingCall = protocol.factory._batched_timer.call_later(
+            protocol.autoPingInterval, protocol._sendAutoPing
+        )
+    return True
 
 
 @functools.cache
