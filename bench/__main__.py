@@ -76,6 +76,13 @@ def parse_args(argv):
     p.add_argument("--ramp-rate", type=float, default=500.0, help="new sockets per second (default 500)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds allowed for the last deliveries")
     p.add_argument(
+        "--idle",
+        type=float,
+        default=20.0,
+        help="seconds every subscriber sits idle before the publishes, for the WS tier's idle CPU "
+        "(default 20: one Daphne ping interval; 0 skips it)",
+    )
+    p.add_argument(
         "--nginx-worker-connections",
         type=int,
         default=19000,
@@ -148,6 +155,8 @@ def run_loadtest(args, stack: Stack, conf: dict, out_dir: Path, run_id: str) -> 
         str(args.duration),
         "--drain",
         str(args.drain),
+        "--idle",
+        str(args.idle),
         "--ramp-rate",
         str(args.ramp_rate),
         "--protocol",
@@ -166,7 +175,7 @@ def run_loadtest(args, stack: Stack, conf: dict, out_dir: Path, run_id: str) -> 
         POSTWIRE_PASSWORD=STAFF[1],
         PYTHONPATH=os.pathsep.join(filter(None, [str(LOADTEST_SRC), os.environ.get("PYTHONPATH")])),
     )
-    expected = conf["subscribers"] / args.ramp_rate + 30 + args.duration + args.drain
+    expected = conf["subscribers"] / args.ramp_rate + 30 + args.idle + args.duration + args.drain
     before = children_cpu()
     with open(out_dir.parent / f"{out_dir.name}.log", "w") as log:
         try:
@@ -237,12 +246,14 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     phases = results["phases"]
     pub_start = phases.get("publish_start", {}).get("wall", started)
     pub_end = phases.get("drain_end", {}).get("wall", ended)
+    idle_window = (phases["idle_start"]["wall"], phases["idle_end"]["wall"]) if "idle_end" in phases else None
     processes = {}
     for name in pids:
         rss_start, rss_peak = sampler.rss_first_and_peak(name)
         entry = {
             "cpu_s_total": sampler.cpu_between(name, started, ended),
             "cpu_s_publish_phase": sampler.cpu_between(name, pub_start, pub_end),
+            "cpu_s_idle": sampler.cpu_between(name, *idle_window) if idle_window else None,
             "rss_mib_start": round(rss_start / 2**20, 1),
             "rss_mib_peak_sampled": round(rss_peak / 2**20, 1),
         }
@@ -259,6 +270,7 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
         processes[name] = entry
     row.update(
         publish_phase_s=round(pub_end - pub_start, 2),
+        idle_s=round(idle_window[1] - idle_window[0], 2) if idle_window else None,
         processes=processes,
         results={
             k: results[k]
@@ -297,6 +309,7 @@ def derived(row: dict) -> dict:
     grown = [p["kib_per_subscriber"] * p["subscribers"] for p in ws.values() if p.get("kib_per_subscriber")]
     idle = [p["idle_kib_per_subscriber"] * p["subscribers"] for p in ws.values() if p.get("idle_kib_per_subscriber")]
     phase = row["publish_phase_s"] or 1
+    idle_cpu = [p["cpu_s_idle"] for p in ws.values() if p.get("cpu_s_idle") is not None]
     # Which process was busiest during the publish phase, in cores (1.0 = one core all the time).
     # The load generator's figure covers its worker processes and coordinator.
     busy = {name: (p["cpu_s_publish_phase"] or 0) / phase for name, p in processes.items()}
@@ -309,6 +322,10 @@ def derived(row: dict) -> dict:
         "ws_cpu_us_per_delivery": round(ws_cpu / delivered * 1e6, 1) if delivered else None,
         "ws_kib_per_subscription": round(sum(grown) / subs, 1) if grown and subs else None,
         "ws_idle_kib_per_subscription": round(sum(idle) / subs, 1) if idle and subs else None,
+        # CPU of one WebSocket node per second while its subscribers sit idle (pings, timers).
+        "ws_idle_cpu_ms_per_s_per_node": (
+            round(sum(idle_cpu) / len(idle_cpu) / row["idle_s"] * 1000, 1) if idle_cpu and row.get("idle_s") else None
+        ),
         "ws_peak_rss_mib": round(sum(p.get("vm_hwm_mib") or 0 for p in ws.values()), 1),
         "deliveries_per_s": round(delivered / phase, 1),
         "busiest": busiest,
@@ -339,6 +356,7 @@ def main(argv=None) -> int:
             "rates_per_s": args.rate,
             "ramp_rate_per_s": args.ramp_rate,
             "drain_s": args.drain,
+            "idle_s": args.idle,
             "protocol": args.protocol,
             "api_nodes": 1,
             "nginx_workers": args.nginx_workers or f"one per {SOCKETS_PER_NGINX_WORKER} sockets, >= 2",

@@ -40,6 +40,7 @@ def one_line(row: dict) -> str:
         f"latency p50 {_ms(r['latency_ms'], 'p50')} p99 {_ms(r['latency_ms'], 'p99')} "
         f"max {_ms(r['latency_ms'], 'max')} ms; WS tier {_num(x['ws_cpu_us_per_delivery'])} us CPU/delivery, "
         f"{_num(x.get('ws_idle_kib_per_subscription'))} KiB/subscription idle, "
+        f"{_num(x.get('ws_idle_cpu_ms_per_s_per_node'))} ms/s CPU per node idle, "
         f"{_num(x['ws_kib_per_subscription'])} at peak; generator "
         f"{_num(g.get('cpu_us_per_receipt'))} us/receipt, machine idle "
         f"{_num(g.get('machine_idle_publish_phase'), '.0%')}; busiest {x['busiest']} ({x['busiest_cores']} cores)"
@@ -57,6 +58,10 @@ def _p99(row: dict) -> float | None:
 
 def _idle_kib(row: dict):
     return row["derived"].get("ws_idle_kib_per_subscription")
+
+
+def _idle_cpu(row: dict):
+    return row["derived"].get("ws_idle_cpu_ms_per_s_per_node")
 
 
 def _ratio(a, b) -> str:
@@ -94,16 +99,17 @@ def markdown(report: dict) -> str:
         "## Results",
         "",
         "| run | engine | N | publishes/s | delivered / expected | dup | p50 ms | p99 ms | max ms "
-        "| WS tier CPU µs per delivery | KiB per subscription idle | at peak | WS tier peak RSS MiB "
+        "| WS tier CPU µs per delivery | KiB per subscription idle | at peak | WS node CPU ms/s idle "
+        "| WS tier peak RSS MiB "
         "| connect p99 ms | publish request p50 / p99 ms | generator µs per receipt | machine idle "
         "| busiest process (cores) | errors |",
-        "|" + "---|" * 19,
+        "|" + "---|" * 20,
     ]
     for row in runs:
         c = row["config"]
         head = f"| {c['name']} | {c['fanout']} | {c['subscribers']} | {c.get('rate', 1):g} "
         if not _ok(row):
-            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 14 + "|")
+            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 15 + "|")
             continue
         r, x = row["results"], row["derived"]
         d, lat = r["deliveries"], r["latency_ms"]
@@ -120,6 +126,7 @@ def markdown(report: dict) -> str:
             f"| {_ms(lat, 'max')} | {_num(x['ws_cpu_us_per_delivery'])} "
             f"| {_num(x.get('ws_idle_kib_per_subscription'))} "
             f"| {_num(x['ws_kib_per_subscription'])} "
+            f"| {_num(x.get('ws_idle_cpu_ms_per_s_per_node'))} "
             f"| {x['ws_peak_rss_mib']:g} | {_ms(r['subscribers']['connect_ms'], 'p99')} "
             f"| {_ms(publish, 'p50')} / {_ms(publish, 'p99')} "
             f"| {_num(g.get('cpu_us_per_receipt'))} | {idle} | {x['busiest']} ({x['busiest_cores']}) | {errors} |"
@@ -143,8 +150,9 @@ def markdown(report: dict) -> str:
             "",
             "## postwire / Node peer (same N, rate and K; below 1 means postwire is cheaper or faster)",
             "",
-            "| run | p99 ratio | CPU per delivery ratio | idle memory per subscription ratio |",
-            "|---|---|---|---|",
+            "| run | p99 ratio | CPU per delivery ratio | idle memory per subscription ratio "
+            "| idle CPU per node ratio |",
+            "|---|---|---|---|---|",
         ]
         for row in compared:
             c = row["config"]
@@ -152,7 +160,7 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {c['name']} | {_ratio(_p99(row), _p99(peer))} "
                 f"| {_ratio(row['derived']['ws_cpu_us_per_delivery'], peer['derived']['ws_cpu_us_per_delivery'])} "
-                f"| {_ratio(_idle_kib(row), _idle_kib(peer))} |"
+                f"| {_ratio(_idle_kib(row), _idle_kib(peer))} | {_ratio(_idle_cpu(row), _idle_cpu(peer))} |"
             )
 
     # --- capacity: several rates at one N -------------------------------------------------------
@@ -243,6 +251,10 @@ def markdown(report: dict) -> str:
         "- *KiB per subscription*: *idle* is (resident set just before the first measured publish - resident "
         "set before the load test) / subscribers: every socket connected and subscribed, nothing in flight. "
         "*At peak* uses the peak resident set (VmHWM) instead, so it includes the publish phase's buffers.",
+        "- *WS node CPU ms/s idle*: CPU of one WebSocket node per second (mean over the nodes) in the idle "
+        "window after warm-up (`--idle`, default 20 s: one Daphne ping interval), every subscriber connected and "
+        "nothing published: keep-alive pings and pongs (every 20 s per socket, on Daphne and the Node "
+        "peer alike), timers.",
         "- *publish request*: the `publishPost` HTTP request through nginx as the load tester timed it (its "
         "response, not the deliveries), over the run's publishes.",
         "- *generator µs per receipt*: the load generator's own CPU (coordinator and workers) in the publish "

@@ -59,6 +59,14 @@ def test_durations_and_source_addresses():
     assert default_source_addresses("wss://postwire.example/wsgraphql") == []
 
 
+def test_an_idle_window_is_counted_in_the_run_and_cannot_be_negative():
+    assert Config(subscribers=10, publishes=5, idle=20).expected_seconds() == pytest.approx(
+        Config(subscribers=10, publishes=5).expected_seconds() + 20
+    )
+    with pytest.raises(ValueError):
+        Config(subscribers=10, publishes=5, idle=-1)
+
+
 def test_drop_hook_is_validated():
     with pytest.raises(ValueError):
         Config(subscribers=10, publishes=5, drop_subscribers=3)

@@ -38,9 +38,15 @@ def test_small_run_reports_every_delivery_exactly_once(lt_stack, loadtest):
         "0",
         "--max-p99",
         "10s",
+        "--idle",
+        "1",
     )
     assert run.returncode == 0, run.stdout + run.stderr
     r = run.results
+    # The idle window sits between warm-up and the first publish, nothing published in it.
+    phases = {name: phase["s"] for name, phase in r["phases"].items()}
+    assert phases["warmup_end"] <= phases["idle_start"] < phases["idle_end"] <= phases["publish_start"]
+    assert phases["idle_end"] - phases["idle_start"] >= 1.0
 
     assert r["deliveries"] == {
         **r["deliveries"],

@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--warmup-timeout", type=parse_seconds, default=30.0, help="give up warming up after this")
     ph.add_argument("--settle", type=parse_seconds, default=5.0, help="seconds to wait with --warmup settle")
     ph.add_argument(
+        "--idle",
+        type=parse_seconds,
+        default=0.0,
+        help="after warm-up, hold every subscriber idle this long before publishing (phase marks "
+        "idle_start / idle_end: what idle sockets cost a server, e.g. one ping interval)",
+    )
+    ph.add_argument(
         "--drain",
         type=parse_seconds,
         default=10.0,
@@ -165,6 +172,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         warmup=args.warmup,
         warmup_timeout=args.warmup_timeout,
         settle=args.settle,
+        idle=args.idle,
         drain=args.drain,
         timeout=args.timeout,
         min_delivery=args.min_delivery,

@@ -84,6 +84,7 @@ class Config:
     warmup: str = "publish"  # publish | settle | none
     warmup_timeout: float = 30.0
     settle: float = 5.0
+    idle: float = 0.0  # seconds of nothing between warm-up and publishing (what idle sockets cost)
     drain: float = 10.0  # after the last publish; also the delivery deadline of every publish
     timeout: float = 0.0  # whole run; 0: computed from the others
 
@@ -113,6 +114,8 @@ class Config:
             raise ValueError("subscribers must be at least 1")
         if self.rate <= 0 or self.ramp_rate <= 0:
             raise ValueError("rates must be positive")
+        if self.idle < 0:
+            raise ValueError("idle must not be negative")
         if not self.publishes:
             self.publishes = max(1, math.ceil(self.duration * self.rate))
         if self.drop_subscribers:
@@ -144,7 +147,7 @@ class Config:
     def expected_seconds(self) -> float:
         ramp = self.subscribers / self.ramp_rate
         warm = {"publish": self.warmup_timeout, "settle": self.settle, "none": 0.0}[self.warmup]
-        return ramp + warm + self.publishes / self.rate + self.drain
+        return ramp + warm + self.idle + self.publishes / self.rate + self.drain
 
     def public_dict(self) -> dict:
         """The configuration as recorded in results (never the password)."""

@@ -135,6 +135,8 @@ class Runner:
                     raise RunFailed(f"no subscriber connected to {cfg.ws_url}: {self.pool.errors()}")
 
                 await self._warm_up(list(zip(warm_titles, warm_gids, strict=True)))
+                if cfg.idle:
+                    await self._idle()
                 await self._publish(list(zip(titles, gids, strict=True)))
                 await self._drain()
         except TimeoutError:
@@ -204,6 +206,16 @@ class Runner:
             "live": self.pool.total("live"),
         }
         raw.mark("warmup_end")
+
+    async def _idle(self) -> None:
+        """Nothing sent: the subscribers sit connected, answering the server's pings."""
+        self.progress.phase(f"idle: {self.cfg.idle:g}s with nothing published")
+        self.raw.mark("idle_start")
+        deadline = time.monotonic() + self.cfg.idle
+        while (left := deadline - time.monotonic()) > 0:
+            await self.pool.changed(min(left, 0.5))
+            self._update()
+        self.raw.mark("idle_end")
 
     def _all_live(self) -> bool:
         # Progress is at most 0.5 s old; "live" counts open subscribers that got a warm-up post.
