@@ -191,6 +191,51 @@ async def test_a_client_that_answers_its_pings_stays_and_others_are_dropped(daph
     assert wrong == silent == -1
 
 
+async def _raw_request(url: str, chunks: list[bytes]) -> bytes:
+    """Send a request in the given pieces; the server's status line (b"" if it closed first)."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+UPGRADE = (
+    b"GET /%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (UPGRADE % (b"", b""), b"101"),
+        (UPGRADE % (b"?a=1", b"X-Extra:  padded \t\r\n"), b"101"),
+        (UPGRADE % (b"", b"Bad\x0bValue: 1\r\n"), b"400"),  # a header name Daphne refuses
+        (UPGRADE % (b"", b"X-Value: a\x0bb\r\n"), b"400"),  # a value byte Daphne refuses
+        (UPGRADE % (b"caf\xc3\xa9", b""), b"400"),  # a path that is not ASCII
+        (UPGRADE % (b"?q=\xc3\xa9", b""), b"400"),  # a query string that is not ASCII
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),  # not an upgrade: Daphne's HTTP path
+    ],
+)
+async def test_the_handshake_answers_as_daphne_does(daphne, request_bytes, status):
+    """The handshake, accepted or refused, is answered the same on plain Daphne and on the
+    trimmed server (whose WebSocket protocol class and reads are postwire's: lean_daphne)."""
+    line = await _raw_request(daphne, [request_bytes])
+    assert line.split(b" ")[1:2] == [status], line
+
+
+async def test_an_upgrade_split_over_two_reads_still_opens(daphne):
+    request = UPGRADE % (b"", b"")
+    line = await _raw_request(daphne, [request[:40], request[40:]])
+    assert line.startswith(b"HTTP/1.1 101"), line
+
+
 async def test_a_client_offering_compression_is_answered_without_it(daphne):
     """Daphne declines permessage-deflate (autobahn's perMessageCompressionAccept option, a
     function: on the trimmed server it lives on the protocol class and must not turn into a
