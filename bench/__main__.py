@@ -5,11 +5,15 @@ it starts a fresh stack (nginx, gunicorn, K WebSocket nodes; one PostgreSQL and 
 by all runs, with a new database and an emptied Redis per run), runs postwire-loadtest against
 it, samples CPU and memory of every server process, and writes a markdown + JSON table.
 
-The fan-out engines: `shared` (postwire: executed once per subscription shape, frames written by
-the hub), `hub` (the same hub, strawberry executing and sending per subscriber: postwire before
-the shared engine), `per-socket` (the tutorial's design), and `node`: bench/node-peer, the
-reference graphql-ws server on ws fed by Redis pub/sub, in the WebSocket nodes' place behind the
-same nginx, with the same gunicorn publishing (so it needs the pubsub layer).
+The fan-out engines: `direct` (postwire: executed once per subscription shape, messages written by
+the hub), `strawberry` (the same hub, strawberry executing and sending per subscriber: postwire's
+plain path), `tutorial` (bench/tutorial: the design of the Strawberry + Channels tutorial
+postwire started from), and `node`: bench/node-peer, the reference graphql-ws server on ws fed by
+Redis pub/sub, in the WebSocket nodes' place behind the same nginx, with the same gunicorn
+publishing (so it needs the pubsub layer). `direct@NAME` runs postwire from another revision
+(`--checkout NAME=REV`), so a before/after pair runs in one invocation; `--fast-paths` runs
+postwire with some of its reach-ins into other projects turned off (POSTWIRE_FAST_PATHS), to
+measure what each one buys.
 
 Benchmarks never fail on timing: a run that goes wrong is recorded as such and the next one runs.
 """
@@ -55,9 +59,25 @@ def parse_args(argv):
     p.add_argument(
         "--fanout",
         type=csv_list(str),
-        default=["shared", "hub", "node"],
-        help="shared (postwire), hub (postwire's plain path), per-socket (the tutorial), "
-        "node (the Node.js graphql-ws peer); default shared,hub,node",
+        default=["direct", "strawberry", "node"],
+        help="direct (postwire), strawberry (postwire's plain path), tutorial (the tutorial's design), "
+        "node (the Node.js graphql-ws peer); ENGINE@NAME runs postwire from --checkout NAME; "
+        "default direct,strawberry,node",
+    )
+    p.add_argument(
+        "--fast-paths",
+        nargs="+",
+        default=["all"],
+        metavar="SETTING",
+        help="POSTWIRE_FAST_PATHS values to run postwire with, one run each, e.g. all -direct_writes "
+        "-sweeps,-keepalive none (default all)",
+    )
+    p.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=REV",
+        help="another revision of postwire to run as ENGINE@NAME (a git worktree of REV), e.g. before=HEAD~3",
     )
     p.add_argument(
         "--layer",
@@ -110,21 +130,62 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-FANOUTS = ("shared", "hub", "per-socket", "node")
+FANOUTS = ("direct", "strawberry", "tutorial", "node")
+POSTWIRE_ENGINES = ("direct", "strawberry")
+# What older revisions call the engines (POSTWIRE_FANOUT, before POSTWIRE_DELIVERY).
+OLD_NAMES = {"direct": "shared", "strawberry": "hub"}
 
 
 def configurations(args) -> list[dict]:
     rows = []
+    checkouts = dict(kv.split("=", 1) for kv in args.checkout)
     for fanout in args.fanout:
-        if fanout not in FANOUTS:
-            raise SystemExit(f"--fanout: {fanout!r} is not one of {', '.join(FANOUTS)}")
+        engine, _, checkout = fanout.partition("@")
+        if engine not in FANOUTS:
+            raise SystemExit(f"--fanout: {engine!r} is not one of {', '.join(FANOUTS)}")
+        if checkout and (checkout not in checkouts or engine not in POSTWIRE_ENGINES):
+            raise SystemExit(f"--fanout: {fanout!r} needs --checkout {checkout}=REV and a postwire engine")
     # Same N and rate side by side: the engines of one (N, rate) run one after the other.
     for n, rate, k, layer, fanout in itertools.product(args.n, args.rate, args.ws_nodes, args.layer, args.fanout):
         if fanout == "node" and layer != "pubsub":
             continue  # the Node peer subscribes to the pubsub layer's channel
-        name = f"K{k}-{fanout}-{layer}-N{n}" + (f"-R{rate:g}" if len(args.rate) > 1 or rate != 1 else "")
-        rows.append({"ws_nodes": k, "fanout": fanout, "layer": layer, "subscribers": n, "rate": rate, "name": name})
+        engine, _, checkout = fanout.partition("@")
+        variants = args.fast_paths if engine in POSTWIRE_ENGINES and not checkout else ["all"]
+        for fast_paths in variants:
+            name = f"K{k}-{fanout}-{layer}-N{n}" + (f"-R{rate:g}" if len(args.rate) > 1 or rate != 1 else "")
+            if fast_paths != "all":
+                name += "-fp" + fast_paths.replace(",", "")
+            rows.append(
+                {
+                    "ws_nodes": k,
+                    "fanout": fanout,
+                    "engine": engine,
+                    "checkout": checkout or None,
+                    "revision": checkouts.get(checkout) if checkout else None,
+                    "fast_paths": fast_paths,
+                    "layer": layer,
+                    "subscribers": n,
+                    "rate": rate,
+                    "name": name,
+                }
+            )
     return rows
+
+
+def make_checkouts(args, work: Path) -> dict[str, Path]:
+    """A git worktree per --checkout, with the services' code of that revision."""
+    paths = {}
+    for item in args.checkout:
+        name, rev = item.split("=", 1)
+        path = work / f"checkout-{name}"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True)
+        paths[name] = path
+    return paths
+
+
+def remove_checkouts(paths: dict[str, Path]) -> None:
+    for path in paths.values():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def ensure_node_peer() -> None:
@@ -201,10 +262,24 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     redis_py.Redis.from_url(redis_url).flushall()
     extra = {"CHANNEL_LAYER": conf["layer"]}
     ws_command = None
-    if conf["fanout"] == "node":
+    postwire = None
+    engine = conf["engine"]
+    if engine == "node":
         ws_command = ["node", str(NODE_PEER / "server.mjs")]
+    elif engine == "tutorial":
+        ws_command = [
+            "sh",
+            "-c",
+            f'exec "{sys.executable}" -m daphne -b 127.0.0.1 -p "$PORT" bench.tutorial.asgi:application',
+        ]
+        extra["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "services" / "api")])
+        extra["DJANGO_SETTINGS_MODULE"] = "server.settings"
     else:
-        extra["POSTWIRE_FANOUT"] = conf["fanout"]
+        extra["POSTWIRE_DELIVERY"] = engine
+        extra["POSTWIRE_FANOUT"] = OLD_NAMES[engine]  # what a revision from before the rename reads
+        extra["POSTWIRE_FAST_PATHS"] = conf["fast_paths"]
+        if conf["checkout"]:
+            postwire = args.checkout_paths[conf["checkout"]] / "services" / "api" / "bin" / "postwire"
     extra.update(dict(kv.split("=", 1) for kv in args.extra_env))
     nginx_workers = args.nginx_workers or max(2, -(-conf["subscribers"] // SOCKETS_PER_NGINX_WORKER))
     row["nginx_workers"] = nginx_workers
@@ -217,6 +292,7 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
         extra_env=extra,
         ws_command=ws_command,
         nginx_workers=nginx_workers,
+        postwire=postwire,
     )
     try:
         t0 = time.monotonic()
@@ -247,6 +323,7 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
     pub_start = phases.get("publish_start", {}).get("wall", started)
     pub_end = phases.get("drain_end", {}).get("wall", ended)
     idle_window = (phases["idle_start"]["wall"], phases["idle_end"]["wall"]) if "idle_end" in phases else None
+    ramp_window = (phases["ramp_start"]["wall"], phases["ramp_end"]["wall"]) if "ramp_end" in phases else None
     processes = {}
     for name in pids:
         rss_start, rss_peak = sampler.rss_first_and_peak(name)
@@ -254,6 +331,7 @@ def measure(args, conf: dict, postgres: Postgres, redis_url: str, work: Path, in
             "cpu_s_total": sampler.cpu_between(name, started, ended),
             "cpu_s_publish_phase": sampler.cpu_between(name, pub_start, pub_end),
             "cpu_s_idle": sampler.cpu_between(name, *idle_window) if idle_window else None,
+            "cpu_s_ramp": sampler.cpu_between(name, *ramp_window) if ramp_window else None,
             "rss_mib_start": round(rss_start / 2**20, 1),
             "rss_mib_peak_sampled": round(rss_peak / 2**20, 1),
         }
@@ -322,6 +400,12 @@ def derived(row: dict) -> dict:
         "ws_cpu_us_per_delivery": round(ws_cpu / delivered * 1e6, 1) if delivered else None,
         "ws_kib_per_subscription": round(sum(grown) / subs, 1) if grown and subs else None,
         "ws_idle_kib_per_subscription": round(sum(idle) / subs, 1) if idle and subs else None,
+        # CPU of all WebSocket nodes while the subscribers connected and subscribed, per subscriber.
+        "ws_cpu_us_per_connect": (
+            round(sum(p["cpu_s_ramp"] for p in ws.values()) / subs * 1e6, 1)
+            if subs and all(p.get("cpu_s_ramp") is not None for p in ws.values())
+            else None
+        ),
         # CPU of one WebSocket node per second while its subscribers sit idle (pings, timers).
         "ws_idle_cpu_ms_per_s_per_node": (
             round(sum(idle_cpu) / len(idle_cpu) / row["idle_s"] * 1000, 1) if idle_cpu and row.get("idle_s") else None
@@ -362,10 +446,18 @@ def main(argv=None) -> int:
             "nginx_workers": args.nginx_workers or f"one per {SOCKETS_PER_NGINX_WORKER} sockets, >= 2",
             "nginx_worker_connections": args.nginx_worker_connections,
             "extra_env": args.extra_env,
+            "fast_paths": args.fast_paths,
         },
         "runs": [],
     }
     print(f"bench: {len(confs)} run(s); work dir {work}", flush=True)
+    args.checkout_paths = make_checkouts(args, work)
+    report["checkouts"] = {
+        name: subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        for name, path in args.checkout_paths.items()
+    }
     postgres = Postgres(work).start()
     redis = Redis(work).start()
     try:
@@ -379,6 +471,7 @@ def main(argv=None) -> int:
     finally:
         redis.stop()
         postgres.stop()
+        remove_checkouts(args.checkout_paths)
     report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -64,6 +64,57 @@ def _idle_cpu(row: dict):
     return row["derived"].get("ws_idle_cpu_ms_per_s_per_node")
 
 
+def _engine(c: dict) -> str:
+    fast = c.get("fast_paths", "all")
+    return c["fanout"] + ("" if fast in (None, "all") else f" (fast paths: {fast})")
+
+
+def _change(value, base) -> str:
+    if value is None or base in (None, 0):
+        return "-"
+    return f"{value:g} ({(value - base) / base:+.0%})"
+
+
+REACH_IN_FIGURES = (
+    ("CPU µs per delivery", lambda r: r["derived"]["ws_cpu_us_per_delivery"]),
+    ("node CPU ms/s idle", _idle_cpu),
+    ("KiB per idle subscription", _idle_kib),
+    ("p99 ms", _p99),
+    ("CPU µs per connect", lambda r: r["derived"].get("ws_cpu_us_per_connect")),
+)
+
+
+def _reach_ins(runs: list[dict]) -> list[str]:
+    """Each run with fast paths turned off against the run of the same configuration with all on."""
+
+    def key(c):
+        return (c["fanout"], c["subscribers"], c.get("rate", 1), c["ws_nodes"], c["layer"])
+
+    base = {key(r["config"]): r for r in runs if _ok(r) and r["config"].get("fast_paths", "all") == "all"}
+    variants = [
+        r for r in runs if _ok(r) and r["config"].get("fast_paths", "all") != "all" and key(r["config"]) in base
+    ]
+    if not variants:
+        return []
+    lines = [
+        "",
+        "## What each fast path buys (the run with all on, then each with some off: change against all on)",
+        "",
+        "| engine | N | fast paths | " + " | ".join(name for name, _ in REACH_IN_FIGURES) + " |",
+        "|---|---|---|" + "---|" * len(REACH_IN_FIGURES),
+    ]
+    for row in [base[k] for k in dict.fromkeys(key(v["config"]) for v in variants)] + variants:
+        c = row["config"]
+        ref = base[key(c)]
+        cells = [
+            f"{f(row):g}" if row is ref and f(row) is not None else _change(f(row), f(ref)) for _, f in REACH_IN_FIGURES
+        ]
+        lines.append(
+            f"| {c['fanout']} | {c['subscribers']} | {c.get('fast_paths', 'all')} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
 def _ratio(a, b) -> str:
     return "-" if a is None or b in (None, 0) else f"{a / b:.2f}"
 
@@ -91,25 +142,32 @@ def markdown(report: dict) -> str:
         "warms up (warm-up posts until every subscriber got one), then publishes open-loop at the run's rate for "
         f"{s['duration_s']:g} s and waits up to {s['drain_s']:g} s for the last deliveries. Latency runs from just "
         "before the publish request to receipt. Everything, the load generator included, shares the same cores. "
-        "Fan-out engines: `shared` = postwire (executed once per subscription shape, frames written by the hub); "
-        "`hub` = postwire's plain path (strawberry executes and sends per subscriber: postwire before the shared "
-        "engine); `per-socket` = the tutorial's design; `node` = bench/node-peer, the reference graphql-ws server "
-        "on ws fed by Redis pub/sub, in place of the Daphne nodes, same nginx, same gunicorn publishing.",
+        "Fan-out engines: `direct` = postwire (executed once per subscription shape, messages written by the "
+        "hub); `strawberry` = postwire's plain path (strawberry executes and sends per subscriber); `tutorial` = "
+        "the tutorial's design (bench/tutorial); `node` = bench/node-peer, the reference graphql-ws server on ws "
+        "fed by Redis pub/sub, in place of the Daphne nodes, same nginx, same gunicorn publishing. "
+        "`ENGINE@NAME` is postwire at another revision (checkouts below); `(fast paths: ...)` is postwire with "
+        "POSTWIRE_FAST_PATHS set so (docs/compat.md).",
+        *(
+            ["", "Checkouts: " + ", ".join(f"`{k}` = {v}" for k, v in report["checkouts"].items()) + "."]
+            if report.get("checkouts")
+            else []
+        ),
         "",
         "## Results",
         "",
         "| run | engine | N | publishes/s | delivered / expected | dup | p50 ms | p99 ms | max ms "
         "| WS tier CPU µs per delivery | KiB per subscription idle | at peak | WS node CPU ms/s idle "
         "| WS tier peak RSS MiB "
-        "| connect p99 ms | publish request p50 / p99 ms | generator µs per receipt | machine idle "
-        "| busiest process (cores) | errors |",
-        "|" + "---|" * 20,
+        "| connect p99 ms | WS CPU µs per connect | publish request p50 / p99 ms | generator µs per receipt "
+        "| machine idle | busiest process (cores) | errors |",
+        "|" + "---|" * 21,
     ]
     for row in runs:
         c = row["config"]
-        head = f"| {c['name']} | {c['fanout']} | {c['subscribers']} | {c.get('rate', 1):g} "
+        head = f"| {c['name']} | {_engine(c)} | {c['subscribers']} | {c.get('rate', 1):g} "
         if not _ok(row):
-            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 15 + "|")
+            lines.append(head + f"| failed: {row.get('error', '?')} " + "| " * 16 + "|")
             continue
         r, x = row["results"], row["derived"]
         d, lat = r["deliveries"], r["latency_ms"]
@@ -128,6 +186,7 @@ def markdown(report: dict) -> str:
             f"| {_num(x['ws_kib_per_subscription'])} "
             f"| {_num(x.get('ws_idle_cpu_ms_per_s_per_node'))} "
             f"| {x['ws_peak_rss_mib']:g} | {_ms(r['subscribers']['connect_ms'], 'p99')} "
+            f"| {_num(x.get('ws_cpu_us_per_connect'))} "
             f"| {_ms(publish, 'p50')} / {_ms(publish, 'p99')} "
             f"| {_num(g.get('cpu_us_per_receipt'))} | {idle} | {x['busiest']} ({x['busiest_cores']}) | {errors} |"
         )
@@ -163,6 +222,8 @@ def markdown(report: dict) -> str:
                 f"| {_ratio(_idle_kib(row), _idle_kib(peer))} | {_ratio(_idle_cpu(row), _idle_cpu(peer))} |"
             )
 
+    lines += _reach_ins(runs)
+
     # --- capacity: several rates at one N -------------------------------------------------------
     rates = sorted({r["config"].get("rate", 1) for r in runs})
     if len(rates) > 1:
@@ -177,7 +238,7 @@ def markdown(report: dict) -> str:
         groups: dict[tuple, list[dict]] = {}
         for row in runs:
             c = row["config"]
-            groups.setdefault((c["fanout"], c["subscribers"], c["ws_nodes"], c["layer"]), []).append(row)
+            groups.setdefault((_engine(c), c["subscribers"], c["ws_nodes"], c["layer"]), []).append(row)
         for (fanout, n, k, _layer), rows in groups.items():
             best = failing = None
             for row in sorted(rows, key=lambda r: r["config"].get("rate", 1)):
@@ -255,6 +316,8 @@ def markdown(report: dict) -> str:
         "window after warm-up (`--idle`, default 20 s: one Daphne ping interval), every subscriber connected and "
         "nothing published: keep-alive pings and pongs (every 20 s per socket, on Daphne and the Node "
         "peer alike), timers.",
+        "- *WS CPU µs per connect*: CPU of all WebSocket nodes while the N subscribers connected and subscribed "
+        "(the load tester's ramp), divided by N: handshake, `connection_init`, subscribe.",
         "- *publish request*: the `publishPost` HTTP request through nginx as the load tester timed it (its "
         "response, not the deliveries), over the run's publishes.",
         "- *generator µs per receipt*: the load generator's own CPU (coordinator and workers) in the publish "

@@ -21,14 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--run-dir", help="logs and data (default: a new temporary directory)")
     parser.add_argument("--channel-layer", choices=["core", "pubsub"], help="CHANNEL_LAYER for the nodes")
-    parser.add_argument("--fanout", choices=["shared", "hub", "per-socket"], help="POSTWIRE_FANOUT for the nodes")
+    parser.add_argument("--delivery", choices=["direct", "strawberry"], help="POSTWIRE_DELIVERY for the nodes")
+    parser.add_argument("--fast-paths", help="POSTWIRE_FAST_PATHS for the nodes (all, none, or -name,-name)")
     args = parser.parse_args(argv)
 
     extra = {}
     if args.channel_layer:
         extra["CHANNEL_LAYER"] = args.channel_layer
-    if args.fanout:
-        extra["POSTWIRE_FANOUT"] = args.fanout
+    if args.delivery:
+        extra["POSTWIRE_DELIVERY"] = args.delivery
+    if args.fast_paths:
+        extra["POSTWIRE_FAST_PATHS"] = args.fast_paths
     stack = Stack(
         ws_nodes=args.ws_nodes,
         api_nodes=args.api_nodes,

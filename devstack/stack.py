@@ -56,6 +56,7 @@ class Stack:
         database_name: str = "postwire",
         ws_command: list[str] | None = None,
         nginx_workers: int = 2,
+        postwire: Path | None = None,
     ):
         self.ws_count = ws_nodes
         self.api_count = api_nodes
@@ -70,6 +71,9 @@ class Stack:
         # given PORT, POSTWIRE_NODE_NAME and REDIS_URL in the environment like Daphne is.
         self.ws_command = ws_command
         self.nginx_workers = nginx_workers
+        # The services' entry point (bin/postwire): this checkout's, or another revision's (the
+        # benchmark's before/after pairs).
+        self.postwire = Path(postwire or POSTWIRE)
         self.database_name = database_name
         self.postgres = None if database_url else Postgres(self.run_dir)
         self.redis = None if redis_url else Redis(self.run_dir)
@@ -148,7 +152,7 @@ class Stack:
 
     def _migrate(self) -> None:
         result = subprocess.run(
-            [str(POSTWIRE), "migrate"], env=self.app_env("migrate", 0), capture_output=True, text=True
+            [str(self.postwire), "migrate"], env=self.app_env("migrate", 0), capture_output=True, text=True
         )
         if result.returncode != 0:
             raise StartupError(f"migrate failed:\n{result.stdout}\n{result.stderr}")
@@ -159,7 +163,7 @@ class Stack:
         env = self.app_env(name, port)
         if role == "api":
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / f"prometheus-{name}")
-        argv = self.ws_command if role == "ws" and self.ws_command else [str(POSTWIRE), role]
+        argv = self.ws_command if role == "ws" and self.ws_command else [str(self.postwire), role]
         process = Process(name, argv, log_dir=self.run_dir, env=env).start()
         return Node(name, port, process)
 

@@ -65,6 +65,7 @@ async def test_what_an_operations_task_logs_carries_its_operation_id():
     """strawberry starts each operation's task inside the handler's start call; the task copies the
     context there, so its records name the operation (and the socket's request id) to the end."""
     import asyncio
+    from types import SimpleNamespace
 
     from server.realtime.protocols import TransportWSHandler
 
@@ -85,7 +86,9 @@ async def test_what_an_operations_task_logs_carries_its_operation_id():
     logs.request_id.set("ws-rid")
     message = {"id": "op-7", "type": "subscribe", "payload": {"query": "subscription { postNotify { id } }"}}
     try:
-        await TransportWSHandler._start_addressed(TransportWSHandler.__new__(TransportWSHandler), start, message)
+        protocol_handler = TransportWSHandler.__new__(TransportWSHandler)
+        protocol_handler.view = SimpleNamespace(connection=None)
+        await protocol_handler.start_operation(start, message)
         assert logs.operation_id.get() == "-"  # only the operation's task carries it
         await tasks[0]
     finally:

@@ -1,9 +1,12 @@
-"""The shared path (execute once per shape, frames written by the hub) against the plain path
-(strawberry executes and sends per subscriber), byte for byte.
+"""Direct delivery (each event executed once per shape, the hub writing every subscriber's
+message) against the plain path (strawberry executes and sends per subscriber), byte for byte.
 
-Two Daphne nodes of one stack, one per path, get the same population of subscribers; the same
-publishes reach both. Every subscriber must receive exactly the same frames on both nodes.
-Clients connect to each node directly: the delivery engine is what is compared, not nginx.
+Three Daphne nodes of one stack get the same population of subscribers: the plain path
+(POSTWIRE_DELIVERY=strawberry), direct delivery with its frames written to the sockets (fast
+path direct_writes), and direct delivery through each socket's ASGI send (that fast path off:
+its public path). The same publishes reach all three; every subscriber must receive exactly the
+same frames on each. Clients connect to each node directly: the delivery engine is what is
+compared, not nginx.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tests.support.users import create_user, staff_client
 
 pytestmark = pytest.mark.stack
 
-PLAIN, SHARED = "ws-1", "ws-2"
+PLAIN, SHARED, ASGI = "ws-1", "ws-2", "ws-3"
 STALL_LIMIT = 32 * 1024  # POSTWIRE_WS_MAX_UNSENT_BYTES on the shared node
 SEND_BUFFER = 16 * 1024  # and its kernel send buffer per socket: stalls show up in seconds
 
@@ -34,15 +37,16 @@ def paths_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("paths")
     with running_stack(
         run_dir,
-        ws_nodes=2,
+        ws_nodes=3,
         api_nodes=1,
         node_env={
-            PLAIN: {"POSTWIRE_FANOUT": "hub"},
+            PLAIN: {"POSTWIRE_DELIVERY": "strawberry"},
             SHARED: {
-                "POSTWIRE_FANOUT": "shared",
+                "POSTWIRE_DELIVERY": "direct",
                 "POSTWIRE_WS_MAX_UNSENT_BYTES": str(STALL_LIMIT),
                 "POSTWIRE_WS_SEND_BUFFER_BYTES": str(SEND_BUFFER),
             },
+            ASGI: {"POSTWIRE_DELIVERY": "direct", "POSTWIRE_FAST_PATHS": "-direct_writes"},
         },
     ) as running:
         yield running
@@ -122,6 +126,7 @@ async def population(url: str, staff_cookie: str, other_cookie: str, resume_from
     return sockets
 
 
+@pytest.mark.fast_path("shared_execution", "direct_writes")
 async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
     staff = staff_client(paths_stack.http_url)
     other = GraphQLHttp(paths_stack.http_url)
@@ -138,7 +143,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
     resume_from = history[0]  # two stored events to replay, then live
 
     nodes = {}
-    for name in (PLAIN, SHARED):
+    for name in (PLAIN, SHARED, ASGI):
         url = paths_stack.node(name).base_url.replace("http", "ws") + "/wsgraphql"
         nodes[name] = await population(url, staff.cookie_header, other.cookie_header, resume_from)
     try:
@@ -169,11 +174,12 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
             name: {(who, op): frames for who, sock in sockets.items() for op, frames in by_operation(sock)}
             for name, sockets in nodes.items()
         }
-        assert received[SHARED].keys() == received[PLAIN].keys()
-        for who in received[PLAIN]:
-            plain, shared = received[PLAIN][who], received[SHARED][who]
-            assert plain, f"{who}: the plain path sent nothing, so the comparison would prove nothing"
-            assert shared == plain, f"{who}: the paths differ\nplain:  {plain}\nshared: {shared}"
+        for direct in (SHARED, ASGI):
+            assert received[direct].keys() == received[PLAIN].keys()
+            for who in received[PLAIN]:
+                plain, shared = received[PLAIN][who], received[direct][who]
+                assert plain, f"{who}: the plain path sent nothing, so the comparison would prove nothing"
+                assert shared == plain, f"{who}: the paths differ ({direct})\nplain:  {plain}\nshared: {shared}"
         received = {name: {who: sock.frames() for who, sock in sockets.items()} for name, sockets in nodes.items()}
 
         # What the population covers, checked on the (identical) frames.
@@ -183,7 +189,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         assert len(r["two-ops-one-socket"]) == 2 * len(titles)
         assert len(r["variables-after-replay"]) == 2 + len(titles)  # exactly the replayed gap, then live
         # Same document, three viewers, on the shared node too: nobody sees another's result.
-        for node in (PLAIN, SHARED):
+        for node in (PLAIN, SHARED, ASGI):
             got = received[node]
             assert all('"byViewer":true' in f for f in got["viewer-staff"])  # the publisher
             assert all('"byViewer":false' in f for f in got["viewer-other-staff"] + got["viewer-anonymous"])
@@ -191,15 +197,20 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         assert sum('"kind":"CREATED"' in f for f in r["drafts-staff"]) == len(titles)
         assert len(r["completes-midway"]) == titles.index("after complete")  # nothing after its complete
         assert len(r["slow-reader"]) == len(titles)
-        # And the shared node really took the shared path; the plain one did not.
+        # And the direct nodes really took the direct path, one of them without direct writes;
+        # the plain one did not.
         assert node_metric(paths_stack, SHARED, "postwire_shared_shapes") >= 5
+        assert node_metric(paths_stack, ASGI, "postwire_shared_shapes") >= 5
         assert node_metric(paths_stack, PLAIN, "postwire_shared_shapes") == 0
+        assert node_metric(paths_stack, SHARED, 'postwire_fast_path{component="direct_writes"}') == 1
+        assert node_metric(paths_stack, ASGI, 'postwire_fast_path{component="direct_writes"}') == 0
     finally:
         for sockets in nodes.values():
             for sock in sockets.values():
                 await sock.close()
 
 
+@pytest.mark.fast_path("direct_writes")
 async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_receiving(paths_stack):
     """Memory per socket is bounded by its unsent bytes: past the limit, the hub stops writing to
     it and its subscriptions end with an error naming the seq to resume after."""
@@ -268,6 +279,7 @@ async def test_a_stalled_reader_is_cut_off_with_a_resume_point_and_others_keep_r
         await healthy.close()
 
 
+@pytest.mark.fast_path("direct_writes", "close_reasons")
 async def test_a_client_that_pings_without_reading_is_closed_not_buffered(paths_stack):
     """Pongs to a client that never reads would pile up on the server like frames do: past the
     same unsent-bytes limit the socket is closed (1008) instead of growing the node's memory."""

@@ -20,12 +20,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from server import compat  # noqa: E402
 from server.logs import RequestIdASGIMiddleware  # noqa: E402
 from server.realtime.auth import SessionAuthMiddleware  # noqa: E402
 from server.realtime.consumer import GraphQLConsumer  # noqa: E402
 from server.realtime.health import LoopHealthz  # noqa: E402
 from server.realtime.origin import AllowedHostsOriginValidator  # noqa: E402
-from server.realtime.wire import WireMiddleware  # noqa: E402
+from server.realtime.sockets import ConnectionMiddleware  # noqa: E402
 from server.schema import ws_schema  # noqa: E402
 
 graphql_over_websocket = GraphQLConsumer.as_asgi(
@@ -40,18 +41,22 @@ application = ProtocolTypeRouter(
         # thread every database_sync_to_async call shares, and a reconnect storm could then fail
         # liveness and restart a busy node.
         "http": LoopHealthz(django_asgi_app),
-        # The request id for the socket's logs; then WireMiddleware, which must see Daphne's own
-        # `send` (passed through untouched) to hand the hub this socket.
-        "websocket": RequestIdASGIMiddleware(
-            WireMiddleware(
-                send_buffer=settings.WS_SEND_BUFFER_BYTES,
-                inner=AllowedHostsOriginValidator(
+        # The connection's handles first: they must see the server's own `send`, which
+        # Channels' session middleware wraps (server.realtime.sockets); then the request id for
+        # the socket's logs.
+        "websocket": ConnectionMiddleware(
+            RequestIdASGIMiddleware(
+                AllowedHostsOriginValidator(
                     SessionAuthMiddleware(URLRouter([re_path(r"^(ws)?graphql/?$", graphql_over_websocket)]))
-                ),
-            )
+                )
+            ),
+            send_buffer=settings.WS_SEND_BUFFER_BYTES,
         ),
     }
 )
+
+# Which fast paths this node uses, and why any is off: one line each, and a metric.
+compat.report()
 
 # A Daphne node holds thousands of long-lived objects per thousand sockets, while each delivery
 # allocates hundreds of short-lived ones; with Python's default thresholds the collector keeps

@@ -185,7 +185,7 @@ ws_schema = Schema(
     query=ServerQuery,
     subscription=subscription,
     # No MaskErrors here: it hooks every streamed result, which would turn the shared fan-out
-    # off (server.realtime.shared.unsupported_reason); the subscription resolvers say an outage
+    # off (server.realtime.shapes.unsupported_reason); the subscription resolvers say an outage
     # themselves (server/app/blog/graph/subscriptions.py).
     extensions=[lambda: AddValidationRules(LIMITS), *_cached_documents()],
 )

@@ -117,7 +117,6 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("postwire needs PostgreSQL: DATABASE_URL must be a postgres:// URL.")
-DATABASES["default"]["ENGINE"] = "server.postgres"  # Django's, with a health check that needs no round trip
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -143,7 +142,8 @@ WHITENOISE_USE_FINDERS = DEVELOPMENT
 # --- Security -------------------------------------------------------------------------------
 # Cookies are Secure unless in development (compose and the local stack serve plain HTTP).
 _secure_cookies = env.bool("DJANGO_SECURE_COOKIES", default=not DEVELOPMENT)
-# Django's database sessions, read without the ORM (server/app/authentication/sessions.py).
+# Django's database sessions (server/app/authentication/sessions.py keeps logins from before
+# postwire's authentication backend).
 SESSION_ENGINE = "server.app.authentication.sessions"
 SESSION_COOKIE_SECURE = _secure_cookies
 CSRF_COOKIE_SECURE = _secure_cookies
@@ -234,15 +234,13 @@ else:
 
 # Group every Daphne hub joins; one message per publish reaches each process once.
 POSTS_CHANNEL = env.str("POSTS_CHANNEL", default="posts_notifications")
-# "shared" (postwire): one group member per process; each event executed once per distinct
-# subscription and written to every socket by the hub. "hub": the same hub, but strawberry
-# executes and sends per subscriber (the plain path; kept to compare, byte for byte and in the
-# benchmark). "per-socket": the design of the Strawberry + Channels tutorial postwire started
-# from, in which every WebSocket joins the group and reads the post from the database; kept for
-# the benchmark.
-FANOUT_MODE = env.str("POSTWIRE_FANOUT", default="shared")
-if FANOUT_MODE not in {"shared", "hub", "per-socket"}:
-    raise ImproperlyConfigured(f"POSTWIRE_FANOUT must be 'shared', 'hub' or 'per-socket', not {FANOUT_MODE!r}")
+# How live events reach a node's subscribers (server.realtime.fanout): "direct", the hub executes
+# each event once per distinct subscription and writes every subscriber's message itself;
+# "strawberry", strawberry executes and sends per subscriber (the plain path, kept to compare, byte
+# for byte and in the benchmark). Either way the node's one hub is the group's only member.
+DELIVERY = env.str("POSTWIRE_DELIVERY", default="direct")
+if DELIVERY not in {"direct", "strawberry"}:
+    raise ImproperlyConfigured(f"POSTWIRE_DELIVERY must be 'direct' or 'strawberry', not {DELIVERY!r}")
 # Empty: computed from the expiry, so that a short expiry cannot outlive a pinned interval.
 _rejoin = env.str("POSTWIRE_HUB_REJOIN_SECONDS", default="")
 HUB_REJOIN_SECONDS = float(_rejoin) if _rejoin else min(3600.0, CHANNEL_GROUP_EXPIRY / 4)

@@ -1,5 +1,6 @@
-"""server.app.authentication.sessions: Django's database sessions read without the ORM. The same
-rows and rules as django.contrib.sessions.backends.db (against the real PostgreSQL)."""
+"""server.app.authentication.sessions: Django's database sessions, with logins from before
+postwire's backend kept. The same rows and rules as django.contrib.sessions.backends.db (against
+the real PostgreSQL)."""
 
 import datetime
 import json

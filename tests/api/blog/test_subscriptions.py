@@ -32,8 +32,8 @@ def event(title: str, seq: int | None = None) -> PostEvent:
 
 
 async def first_result(query: str, variables: dict | None = None):
-    """The first result a subscriber gets (under POSTWIRE_FANOUT=shared as in production: in
-    process there is no wire, so this is the path every replay takes)."""
+    """The first result a subscriber gets (under direct delivery as in production: outside a
+    WebSocket operation it takes the strawberry path, as every replay does)."""
     results = await ws_schema.subscribe(query, variable_values=variables, context_value={"ws": Consumer()})
     try:
         return await anext(aiter(results))
@@ -76,11 +76,3 @@ def test_seq_accepts_integers_in_the_columns_range_only(value):
 async def test_a_seq_out_of_range_is_a_graphql_error_not_a_database_error():
     result = await first_result(RESUME, {"from": SEQ_MAX + 1})
     assert "a Seq is an integer from 0 to 9223372036854775807" in result.errors[0].message
-
-
-async def test_the_per_socket_fan_out_refuses_a_resume_rather_than_ignore_it(settings):
-    settings.FANOUT_MODE = "per-socket"  # the tutorial's fan-out (benchmark only): it has no replay
-    result = await first_result(RESUME, {"from": 1})
-    assert result.data is None
-    assert len(result.errors) == 1
-    assert result.errors[0].message.startswith("`after` is not supported with POSTWIRE_FANOUT=per-socket")

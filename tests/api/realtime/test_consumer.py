@@ -1,15 +1,16 @@
 """The WebSocket side of the real ASGI application (server.asgi), in process.
 
 Channels tests its consumers this way: `WebsocketCommunicator` drives the application object
-Daphne would run (request id, wire, Origin/Host check, session auth, routing, the GraphQL
-consumer) without a server, against the session's real PostgreSQL and Redis. Publishing goes
-through `services.post_publish`, the commit hook and the real channel layer to this process's hub.
+Daphne would run (connection handles, request id, Origin/Host check, session auth, routing, the
+GraphQL consumer) without a server, against the session's real PostgreSQL and Redis. Publishing
+goes through `services.post_publish`, the commit hook and the real channel layer to this
+process's hub. With no Daphne here, the hub writes through each socket's ASGI send (the public
+path of fast path `direct_writes`, as under any other ASGI server).
 
-What this tier cannot see, because there is no Daphne here: the direct frame writes of the shared
-path (server.realtime.wire needs Daphne's Twisted transport; without one every subscriber takes
-the plain path, as under any other ASGI server), the unsent-bytes cut-off of a reader that stops
-reading, close reasons as a client's WebSocket library reads them, and anything across processes
-or through nginx. Those stay in tests/stack.
+What this tier cannot see, because there is no Daphne here: the direct frame writes (they need
+Daphne's Twisted transport), the unsent-bytes cut-off of a reader that stops reading, close
+reasons as a client's WebSocket library reads them, and anything across processes or through
+nginx. Those stay in tests/stack and tests/api/compat.
 """
 
 from __future__ import annotations
@@ -43,21 +44,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 T, L = "graphql-transport-ws", "graphql-ws"
 HOST = "localhost"  # in ALLOWED_HOSTS by default in development, which the test session runs as
 PASSWORD = "pw-123456789"
-
-
-@pytest.fixture
-def application():
-    from server.asgi import application
-
-    assert HOST in settings.ALLOWED_HOSTS, "the handshakes below use Host: localhost"
-    return application
-
-
-@pytest.fixture
-async def hub():
-    """This process's hub; stopped after the test (it lives on the test's event loop)."""
-    yield get_hub()
-    await get_hub().stop()
 
 
 class Refused(Exception):
@@ -169,11 +155,6 @@ def publish(publisher: User, title: str) -> PostEvent:
     return PostEvent.objects.get(post_id=post.pk, kind="published")
 
 
-@pytest.fixture
-async def publisher():
-    return await sync_to_async(make_user)("publisher", staff=True, publisher=True)
-
-
 # --- the handshake and the two protocols ------------------------------------------------------
 
 
@@ -214,11 +195,11 @@ def instances_connected(monkeypatch, consumer_class) -> list:
 
 
 async def test_a_socket_holds_no_channel_layer_channel(application, monkeypatch, settings):
-    """In the default (shared) mode only the hub talks to Redis: a socket has no layer channel,
+    """In the default (direct) delivery only the hub talks to Redis: a socket has no layer channel,
     so it does not read Redis and a Redis outage cannot close it. Checked on the consumer
     instance the application builds, and by using a socket while the layer points at a port where
     nothing listens: a consumer with a layer channel would die reading from it."""
-    assert settings.FANOUT_MODE == "shared"
+    assert settings.DELIVERY == "direct"
     consumers = instances_connected(monkeypatch, consumer_module.GraphQLConsumer)
     dead = copy.deepcopy(settings.CHANNEL_LAYERS["default"])
     dead["CONFIG"]["hosts"][0]["address"] = "redis://127.0.0.1:1/0"
@@ -455,7 +436,7 @@ async def test_a_socket_uses_the_inbox(application, monkeypatch):
         op_id = await socket.start(SERVER_NODE)
         assert await socket.result(op_id) == ("next", {"data": {"serverNode": "pytest"}})
         (consumer,) = consumers
-        assert isinstance(consumer.message_queue, Inbox)
+        assert isinstance(consumer.inbox, Inbox)
     finally:
         await socket.close()
 

@@ -320,16 +320,35 @@ def prune_through(seq: int) -> None:
     PostEvent.objects.filter(seq__lte=seq).delete()
 
 
-class StubTarget:
-    """Enough of a DirectTarget for the hub to take the direct path (the refusal comes before
-    anything would be written)."""
+def subscription(hub: Hub, path: str, after: int):
+    """A subscription on either path; for the direct one, stubs enough of an operation and a
+    shape for the hub to take it (the refusal comes before anything would be written)."""
+    from types import SimpleNamespace
 
-    key, wire, protocol, encoded_id = "stub", None, "graphql-transport-ws", b'"1"'
+    from server.realtime.fanout import DirectSubscription, QueuedSubscription
 
-    def make_shape(self, kinds):
-        from types import SimpleNamespace
+    counter = SimpleNamespace(inc=lambda amount=1: None)
+    kinds = frozenset({"published"})
+    if path == "plain":
+        return QueuedSubscription(hub.fanout, kinds, after, counter, 100)
+    operation = SimpleNamespace(id="1", protocol="graphql-transport-ws", consumer=SimpleNamespace(encode_json=repr))
+    return DirectSubscription(
+        hub.fanout,
+        kinds,
+        after,
+        counter,
+        operation=operation,
+        shape_key="stub",
+        make_shape=lambda: SimpleNamespace(kinds=kinds, subscribers={}, delivered=None, key=None),
+        writer=None,
+    )
 
-        return SimpleNamespace(kinds=kinds, subscribers={}, delivered=None)
+
+async def replayed(hub: Hub, path: str, after: int):
+    hub._ensure_running()
+    async with subscription(hub, path, after) as sub:
+        async for event in sub.replay():
+            yield event
 
 
 @pytest.mark.parametrize("path", ["plain", "direct"])
@@ -339,14 +358,13 @@ async def test_a_resume_from_before_the_retained_events_is_refused_on_both_paths
     kept = await stored_event("kept")
     await prune_through(pruned.seq)
     hub = make_hub()
-    target = StubTarget() if path == "direct" else None
     try:
         with pytest.raises(EventsNotRetained) as refused:
-            async for _ in hub.stream({"published"}, after=seen.seq, target=target):
+            async for _ in replayed(hub, path, after=seen.seq):
                 pytest.fail("nothing may be replayed from a resume with a hole in it")
         assert str(refused.value) == REFETCH.format(after=seen.seq, oldest=kept.seq)
         # Resuming from the last pruned event (or later) is still exact.
-        stream = hub.stream({"published"}, after=pruned.seq, target=target)
+        stream = replayed(hub, path, after=pruned.seq)
         assert await stream.__anext__() == kept
         await stream.aclose()
     finally:

@@ -1,28 +1,28 @@
-"""The WebSocket consumer: strawberry's, minus a channel-layer channel per socket in hub mode,
-with protocol handlers that tell each operation its own address (server.realtime.protocols).
+"""The WebSocket consumer: strawberry's, without a channel-layer channel per socket.
 
 A Channels consumer normally opens its own layer channel and keeps a `receive()` on it for its
 whole life. With the per-process hub, sockets never receive from the layer, so that channel is
 pure cost: one more Redis reader per socket, and a Redis outage would raise in every socket's
 receive and close every WebSocket. Without it, only the hub talks to Redis and sockets stay
-open through a Redis restart. The per-socket mode (benchmark only: the design of the Strawberry + Channels
-tutorial postwire started from) keeps the layer.
+open through a Redis restart.
+
+What the socket reads waits in an Inbox for the protocol handler (server.realtime.protocols),
+bounded: a client that outpaces the server is closed (1008) rather than buffered without bound.
 """
 
-import asyncio
+from __future__ import annotations
+
 import logging
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.layers import get_channel_layer
-from django.conf import settings
 from strawberry.channels import GraphQLWSConsumer
 
-from server import json_input
+from server import compat, json_input
+from server.compat import channels as channels_compat
+from server.compat import strawberry as strawberry_compat
+from server.realtime import sockets
 from server.realtime.inbox import Inbox
 from server.realtime.metrics import WS_CLOSED_BY_SERVER
-from server.realtime.protocols import LegacyWSHandler, TransportWSHandler
-from server.realtime.wire import wire_of
+from server.realtime.protocols import LegacyWSHandler, StrictWebSocketAdapter, TransportWSHandler
 
 log = logging.getLogger(__name__)
 
@@ -31,84 +31,88 @@ log = logging.getLogger(__name__)
 MAX_WAITING_MESSAGES = 200
 MAX_WAITING_BYTES = 1024 * 1024
 
+# Every accepted-or-accepting WebSocket of this process: what a drain closes.
+OPEN: set[GraphQLConsumer] = set()
+
 
 class GraphQLConsumer(GraphQLWSConsumer):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
-    # get_channel_layer() returns None for an unknown alias: no per-socket channel.
-    channel_layer_alias = "default" if settings.FANOUT_MODE == "per-socket" else "__no_layer_per_socket__"
+    websocket_adapter_class = StrictWebSocketAdapter
+    # get_channel_layer() returns None for an alias that is not configured: no per-socket channel.
+    channel_layer_alias = "__no_layer_per_socket__"
 
+    DISCONNECTED = object()  # what the inbox yields once the client has gone
     closing = False
+    subprotocol: str | None = None
+    connection: sockets.Connection | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.message_queue = Inbox()
+        self.inbox = Inbox()  # text, None for a binary message, or DISCONNECTED
+        if compat.on("lean_sockets"):
+            strawberry_compat.drop_unused_queue(self)
 
     async def __call__(self, scope, receive, send) -> None:
-        """Channels' AsyncConsumer.__call__, reading the socket in a plain loop when there is no
-        layer channel to read as well. Channels' await_many_dispatch wraps every `receive()` in a
-        task and an asyncio.wait (a task, a future and their callbacks per inbound message, and a
-        task held by every idle socket); with one source there is nothing to wait on together."""
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        if self.channel_layer is not None:
-            await super().__call__(scope, receive, send)  # per-socket mode reads its layer channel too
-            return
-        self.scope = scope
-        self.base_send = send
+        self.connection = scope.get(sockets.SCOPE_KEY) or sockets.Connection(send)
+        OPEN.add(self)
         try:
-            while True:
-                await self.dispatch(await receive())
-                # Let the protocol handler run between messages, as Channels' loop does: moving a
-                # burst into strawberry's queue in one go would starve it, and the flood limit
-                # (what waits in both queues) would be reached by a client that is only quick.
-                await asyncio.sleep(0)
-        except StopConsumer:
-            pass
+            if compat.on("lean_consumer"):
+                await channels_compat.read_socket(self, scope, receive, send)
+            else:
+                await super().__call__(scope, receive, send)
+        finally:
+            OPEN.discard(self)
 
     def decode_json(self, data):
         return json_input.loads(data)
+
+    async def create_websocket_response(self, request, subprotocol):
+        self.subprotocol = subprotocol
+        return await super().create_websocket_response(request, subprotocol)
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if self.run_task is not None and self.run_task.done():
             return  # the protocol handler has ended (it closed the socket): nothing will read this
         if self.closing:
             return  # it is being closed: what was read before the close is dropped
-        wire = wire_of(self.scope)
-        count, size = wire.waiting() if wire is not None else (0, 0)
-        count += self.message_queue.qsize()
+        count, size = self.connection.waiting()
+        count += self.inbox.qsize()
         if count > MAX_WAITING_MESSAGES or size > MAX_WAITING_BYTES:
             await self.close(code=1008, reason="Too many messages waiting: slow down")
             return
-        await super().receive(text_data=text_data, bytes_data=bytes_data)
+        self.inbox.put_nowait(text_data if text_data else None)
 
-    async def close(self, code=None, reason=None) -> None:
+    async def disconnect(self, code) -> None:
+        self.inbox.put_nowait(self.DISCONNECTED)
+        if self.run_task is not None:
+            await self.run_task
+
+    async def connect(self) -> None:
+        from server.realtime import drain
+
+        if drain.draining:  # a node that could not stop listening refuses new sockets (403)
+            await self.close()
+            return
+        await super().connect()
+
+    async def close(self, code=None, reason=None, *, quietly: bool = False) -> None:
         """Close with the reason too: Daphne turns a websocket.close message into a close frame
         without its reason (and refuses codes autobahn reserves, such as 1002), so once the socket
-        is open the frame is written directly. Before accept, a close is a handshake refusal (403)."""
+        is open the frame is written directly where the server allows (fast path close_reasons).
+        Before accept, a close is a handshake refusal (403)."""
         if self.closing:
             return  # once is enough: more bad input may still be queued behind the first
         self.closing = True
         if code not in (None, True):
             WS_CLOSED_BY_SERVER.labels(code=str(code)).inc()
-            log.info("closing a WebSocket from %s: %s %s", (self.scope.get("client") or ["?"])[0], code, reason or "")
-        wire = wire_of(self.scope)
-        if wire is not None and wire.is_open and code not in (None, True):
-            wire.close(code, reason or "")
-            return
-        await super().close(code=code, reason=reason)
-
-    async def dispatch(self, message) -> None:
-        """Channels' dispatch, minus `close_old_connections()` before every message.
-
-        That call hops to Daphne's one thread for synchronous code on every inbound message
-        (connection_init, subscribe, complete...), so a reconnect storm queues behind it. This
-        consumer reaches the database only through `database_sync_to_async`, which closes stale
-        connections itself, around each query, on that same thread."""
-        kind = message.get("type", "")
-        if kind.startswith(("http.", "websocket.")):
-            handler = getattr(self, get_handler_name(message), None)
-            if handler is None:
-                raise ValueError(f"No handler for message type {kind}")
-            await handler(message)
-        else:  # a channel-layer message for listen_to_channel (per-socket mode)
-            await super().dispatch(message)
+            if not quietly:
+                log.info(
+                    "closing a WebSocket from %s: %s %s", (self.scope.get("client") or ["?"])[0], code, reason or ""
+                )
+            if self.connection.close_with_reason(code, reason or ""):
+                return
+        try:
+            await super().close(code=code, reason=reason)
+        except Exception:  # Daphne's ASGI close refuses codes autobahn reserves (1002, 1008, 1012...)
+            await super().close(code=1000, reason=reason)

@@ -23,6 +23,13 @@ SHARED_SHAPES = Gauge(
     "written by the hub on this node",
     multiprocess_mode="livesum",
 )
+FAST_PATH = Gauge(
+    "postwire_fast_path",
+    "1 if this node uses the fast path (a reach-in into another project, server.compat), 0 if it runs "
+    "the public path instead",
+    ["component"],
+    multiprocess_mode="max",
+)
 WS_CLOSED_BY_SERVER = Counter(
     "postwire_ws_closed_by_server",
     "WebSockets this node closed itself, by close code (4400 invalid message, 4408 no connection_init, "

@@ -11,7 +11,6 @@ without Origin any Host was accepted. A handshake for a host not served is refus
 
 from urllib.parse import urlparse
 
-from channels.security.websocket import AllowedHostsOriginValidator as _Strict
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
@@ -35,12 +34,25 @@ def _origin(scope):
     return None
 
 
-class _OriginValidator(OriginValidator):
+def allowed_hosts() -> list[str]:
+    """ALLOWED_HOSTS, or under DEBUG with none set the local names (as Channels' validator does)."""
+    hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not hosts:
+        hosts = ["localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+class HostAndOriginCheck:
+    """Refuses a WebSocket handshake whose Host is not served or whose Origin is foreign
+    (Channels' own pattern matching for Origin, Django's for Host)."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+        self.hosts = allowed_hosts()
+        self.origins = OriginValidator(application, self.hosts)
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "websocket":
-            return await super().__call__(scope, receive, send)  # Channels refuses it (ValueError)
-        # Channels' own __call__ would parse and check the Origin again: do it once, here.
-        if not (self.valid_host(scope) and self.valid_origin(_origin(scope))):
+        if scope["type"] == "websocket" and not (self.valid_host(scope) and self.valid_origin(_origin(scope))):
             return await Denier()(scope, receive, send)
         return await self.application(scope, receive, send)
 
@@ -50,16 +62,12 @@ class _OriginValidator(OriginValidator):
         if settings.USE_X_FORWARDED_HOST and b"x-forwarded-host" in headers:
             host = headers[b"x-forwarded-host"]  # as Django's HttpRequest.get_host() reads it
         domain, _port = split_domain_port(host.decode("latin1"))
-        return bool(domain) and validate_host(domain, self.allowed_hosts)
+        return bool(domain) and validate_host(domain, self.hosts)
 
-    def valid_origin(self, parsed_origin):
+    def valid_origin(self, parsed_origin) -> bool:
         if parsed_origin is None:
             return not settings.WS_REQUIRE_ORIGIN
-        return super().valid_origin(parsed_origin)
+        return self.origins.valid_origin(parsed_origin)
 
 
-def AllowedHostsOriginValidator(application):  # noqa: N802 - mirrors the Channels factory's name
-    strict = _Strict(application)
-    validator = _OriginValidator(application, strict.allowed_origins)
-    validator.allowed_hosts = strict.allowed_origins  # ALLOWED_HOSTS (with DEBUG's localhost default)
-    return validator
+AllowedHostsOriginValidator = HostAndOriginCheck  # the name the Channels routing guide uses

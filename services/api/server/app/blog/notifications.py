@@ -4,8 +4,9 @@ The data path, top to bottom:
   services.post_publish  -> writes Post + PostEvent in one transaction
   broadcast_on_commit    -> after COMMIT only (in an HTTP request: once its response is written),
                             one group_send of the event (no post lookup later)
-  hub (one per Daphne process) -> receives it once, fans out to local subscriptions
-  graph.subscriptions    -> turns each Notification into the GraphQL type
+  realtime.membership    -> the hub's one group member per Daphne process receives it once
+  realtime.fanout        -> executes it once per subscription shape, writes every local subscriber
+  graph.subscriptions    -> the resolvers: replay of `after`, then live events
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.db import transaction
 from server.app.blog import selectors
 from server.app.blog.models import PostEvent
 from server.realtime import after_response, publish
-from server.realtime.hub import Hub
+from server.realtime.hub import Delivery, Hub
 
 MESSAGE_TYPE = "post.event"  # the channel-layer message "type" (a consumer would route on it)
 
@@ -106,4 +107,5 @@ def get_hub() -> Hub:
         queue_size=settings.HUB_SUBSCRIBER_QUEUE,
         check_seconds=settings.HUB_CHECK_SECONDS,
         max_unsent_bytes=settings.WS_MAX_UNSENT_BYTES,
+        delivery=Delivery(settings.DELIVERY),
     )

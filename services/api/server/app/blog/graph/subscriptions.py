@@ -1,27 +1,23 @@
 """Subscriptions. Over WebSocket `info.context` is a dict: the consumer is `context["ws"]` and the
 session user (from AuthMiddlewareStack) is in its scope.
 
-Each resolver checks what it must at subscribe time, then streams events as GraphQL objects.
-Under Daphne (POSTWIRE_FANOUT=shared) the hub writes live frames itself, executing each event
-once per distinct subscription (server.realtime.shared); what still passes through here is the
-replay of `after` and the errors that end a subscription: a subscriber too slow to keep up, or
-one resuming from before the oldest retained event (server.realtime.hub.EventsNotRetained).
+Each resolver checks what it must at subscribe time; then its subscriber replays what it missed
+(`after`) and receives live events from the hub until it ends or is cut off. With direct delivery
+(the default) the hub writes live events itself, executing each once per distinct subscription
+(server.realtime.fanout), so `live()` yields only what arrived during the replay.
 """
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import strawberry
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from strawberry.types import Info
 
 from server import errors
-from server.app.blog import per_socket
 from server.app.blog.graph.types import DraftActivity, PostNotification, Seq
 from server.app.blog.models import PostEvent
 from server.app.blog.notifications import Notification, get_hub
-from server.realtime import shared
 from server.realtime.metrics import NOTIFICATIONS_DELIVERED
 
 log = logging.getLogger(__name__)
@@ -29,19 +25,15 @@ log = logging.getLogger(__name__)
 _ALL_KINDS = frozenset(PostEvent.Kind.values)
 
 
-async def _events(info: Info, kinds, after: int | None, to_source: Callable[[Notification], object]) -> AsyncIterator:
+async def _events(info: Info, kinds, after: int | None, to_graphql: Callable[[Notification], object]) -> AsyncIterator:
     delivered = NOTIFICATIONS_DELIVERED.labels(info.field_name)
-    if settings.FANOUT_MODE == "per-socket":
-        events = per_socket.stream(info.context["ws"], kinds, after=after)
-    else:
-        target = None
-        if settings.FANOUT_MODE == "shared":
-            target = shared.target(info, to_source=to_source, delivered=delivered)
-        events = get_hub().stream(kinds, after=after, target=target)
+    subscriber = get_hub().subscribe(info, kinds, after=after, to_source=to_graphql, delivered=delivered)
     try:
-        async for n in events:
-            delivered.inc()
-            yield to_source(n)
+        async with subscriber:
+            async for event in subscriber.replay():  # what it missed, from PostgreSQL
+                yield to_graphql(event)
+            async for event in subscriber.live():  # until it ends, or is cut off for falling behind
+                yield to_graphql(event)
     except Exception as exc:
         if not errors.is_outage(exc):
             raise

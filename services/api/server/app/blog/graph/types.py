@@ -9,7 +9,7 @@ from strawberry import auto, relay
 
 from server.app.blog import models, selectors
 from server.app.blog.notifications import Notification
-from server.realtime.shared import viewer, viewer_dependent
+from server.realtime.shapes import viewer, viewer_dependent
 
 # PostgreSQL's bigint, the type of PostEvent.seq (a larger `after` would be a database error).
 SEQ_MAX = 2**63 - 1

@@ -1,8 +1,9 @@
-"""server.realtime.wire against a real Daphne: the internals it relies on are where it expects
-them. If an upgrade of Daphne, autobahn or Twisted moves them, this fails, loudly, here."""
+"""The fast paths into Daphne, autobahn and Twisted (server.compat) against a real Daphne: plain
+Daphne, and Daphne as the product's `postwire ws` entry point runs it. The internals they rely
+on must be where they expect them: if an upgrade moves them, the probes decline (checked in
+test_fast_paths.py) and this fails, loudly, here."""
 
 import asyncio
-import importlib.metadata
 import json
 import os
 import sys
@@ -12,21 +13,20 @@ import pytest
 import websockets
 
 from devstack.proc import Process, free_port
-from server.realtime import wire
+from server.realtime.sockets import FrameWriter, Write
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_the_installed_server_stack_is_the_supported_one():
-    installed = {name: importlib.metadata.version(name) for name in wire.SUPPORTED}
-    assert wire.check_supported() is None, (
-        f"{wire.check_supported()}; installed {installed}, supported {wire.SUPPORTED}: re-check "
-        "server/realtime/wire.py against the new versions, then update SUPPORTED"
-    )
+# These tests exercise the fast paths themselves (tests/plugins/fast_paths.py: where the newest
+# lock declines one, the decline is checked instead, and the public path runs everywhere else).
+pytestmark = pytest.mark.fast_path(
+    "direct_writes", "close_reasons", "flood_limit", "lean_sockets", "sweeps", "keepalive"
+)
 
 
 # Daphne as it ships, and as the product's `postwire ws` entry point runs it (server.ws_main:
-# uvloop, and server.realtime.lean_daphne's trims): the wire must work on both.
+# uvloop, and the fast paths that trim Daphne's classes): the fast paths must work on both.
 SERVERS = {"daphne": ["-m", "daphne"], "postwire-ws": ["-m", "server.ws_main"]}
 
 
@@ -37,9 +37,9 @@ def daphne(request, tmp_path_factory):
     argv = [sys.executable, *SERVERS[request.param], "-b", "127.0.0.1", "-p", str(port), "--ping-interval", "1"]
     argv += ["--ping-timeout", "2", "--application-close-timeout", "1"]
     process = Process(
-        f"wire-{request.param}",
-        [*argv, "tests.api.realtime.wire_app:application"],
-        log_dir=tmp_path_factory.mktemp("wire"),
+        f"daphne-{request.param}",
+        [*argv, "tests.api.compat.daphne_app:application"],
+        log_dir=tmp_path_factory.mktemp("daphne"),
         env=env,
     ).start()
     try:
@@ -50,7 +50,7 @@ def daphne(request, tmp_path_factory):
 
 
 async def test_the_product_entry_point_trims_what_every_socket_keeps(daphne, request):
-    """server.realtime.lean_daphne, seen from inside a socket: Daphne's input queue is an Inbox,
+    """The lean_sockets fast path, seen from inside a socket: Daphne's input queue is an Inbox,
     autobahn's options live on the class, the upgraded HTTP request and autobahn's parse of the
     handshake are let go; what the application reads (scope headers, the request path Daphne
     logs) is still there. Plain Daphne keeps all of it: what this compares against."""
@@ -70,7 +70,7 @@ async def test_the_product_entry_point_trims_what_every_socket_keeps(daphne, req
             "handshake_headers": 0,
             "handshake_bytes": 0,
         }
-        # WireMiddleware sets failByDrop on the socket itself (a 1009 close, not a dropped TCP)
+        # ConnectionMiddleware sets failByDrop on the socket itself (a 1009 close, not a dropped TCP)
         assert kept["options_in_instance"] == ["failByDrop"]
 
 
@@ -110,7 +110,7 @@ async def _pings_received(url: str, seconds: float, answer: str = "pong") -> int
 
 async def test_every_idle_socket_is_pinged_each_ping_interval(daphne):
     """Daphne's keep-alive (--ping-interval 1 here): on the trimmed server the pings due come
-    from a heap (daphne_sweeps), and must still reach every socket."""
+    from a heap (fast path sweeps), and must still reach every socket."""
     counts = await asyncio.gather(*(_pings_received(daphne, 4.5) for _ in range(8)))
     assert all(count >= 1 for count in counts), counts
 
@@ -147,7 +147,7 @@ async def observer(daphne):
 
 async def test_sockets_that_closed_are_forgotten(daphne, observer):
     """Daphne forgets a connection once its client left and its application ended (on the
-    trimmed server only the connections something happened to are visited: daphne_sweeps)."""
+    trimmed server only the connections something happened to are visited: fast path sweeps)."""
     sockets = [await websockets.connect(daphne, compression=None) for _ in range(5)]
     assert (await observer.ask())["websockets"] == 6
     for ws in sockets:
@@ -182,7 +182,7 @@ async def test_an_application_that_fails_closes_its_socket_with_1011_and_is_forg
 
 async def test_a_client_that_answers_its_pings_stays_and_others_are_dropped(daphne):
     """--ping-interval 1 --ping-timeout 2 here. The pong answering the pending ping keeps the
-    socket (on the trimmed server it is taken inline: wire.take_auto_pong); a wrong pong or none
+    socket (on the trimmed server it is taken inline: fast path keepalive); a wrong pong or none
     does not, and the server drops the socket."""
     answered, wrong, silent = await asyncio.gather(
         _pings_received(daphne, 6), _pings_received(daphne, 6, "wrong pong"), _pings_received(daphne, 6, "none")
@@ -225,7 +225,7 @@ UPGRADE = (
 )
 async def test_the_handshake_answers_as_daphne_does(daphne, request_bytes, status):
     """The handshake, accepted or refused, is answered the same on plain Daphne and on the
-    trimmed server (whose WebSocket protocol class and reads are postwire's: lean_daphne)."""
+    trimmed server (whose WebSocket protocol class and reads are postwire's: lean_sockets, keepalive)."""
     line = await _raw_request(daphne, [request_bytes])
     assert line.split(b" ")[1:2] == [status], line
 
@@ -292,4 +292,5 @@ async def test_writes_to_a_closed_socket_are_refused_not_raised(daphne):
     class Protocol:
         STATE_OPEN, state, send_queue, transport = 3, 4, [], Transport()
 
-    assert wire.DaphneWire(Protocol()).write(b"\x81\x00") == 0
+    delivery = type("Delivery", (), {"last_seq": None, "ended": False})()
+    assert FrameWriter(Protocol(), 1 << 20).write(delivery, None, "graphql-transport-ws", '"1"', 1) is Write.CLOSED

@@ -1,5 +1,5 @@
-"""server.realtime.daphne_sweeps on a Daphne Server object driven by hand: a fake clock, the
-reactor's timers recorded, protocols that record what is done to them. (test_wire.py checks the
+"""The sweeps fast path (server.compat.daphne) on a Daphne Server object driven by hand: a fake
+clock, the reactor's timers recorded, protocols that record what is done to them. (test_daphne_server.py checks the
 same on real servers and sockets: pings received, closed sockets forgotten, hung applications
 cancelled, failed ones closed with 1011.)"""
 
@@ -9,7 +9,9 @@ import pytest
 from daphne import server as daphne_server
 from daphne import ws_protocol
 
-from server.realtime import daphne_sweeps
+from server.compat import daphne as daphne_sweeps
+
+pytestmark = pytest.mark.fast_path("sweeps")
 
 INTERVAL = 20.0
 
@@ -26,12 +28,12 @@ class Server(daphne_server.Server):
     """Daphne's Server with the sweeps installed on this subclass only."""
 
 
-daphne_sweeps.install(Server)
+daphne_sweeps.install_sweeps(Server, ping=lambda protocol: protocol.pings.append(protocol._clock.now))
 
 
 class WebSocket(ws_protocol.WebSocketProtocol):
-    """A Daphne WebSocket protocol without a transport: records pings (sent through the wire,
-    patched) and check_timeouts."""
+    """A Daphne WebSocket protocol without a transport: records pings (sent through the ping
+    given to install_sweeps) and check_timeouts."""
 
     def __init__(self, clock, state="open"):  # no super().__init__: nothing here is wired
         self.state = self.STATE_OPEN if state == "open" else self.STATE_CONNECTING
@@ -63,7 +65,6 @@ def clock(monkeypatch):
     monkeypatch.setattr(daphne_sweeps, "time", clock)
     monkeypatch.setattr(daphne_server, "time", clock)
     monkeypatch.setattr(reactor, "callLater", lambda delay, f, *args: None)
-    monkeypatch.setattr(daphne_sweeps.wire, "send_auto_ping", lambda protocol: protocol.pings.append(clock.now))
     return clock
 
 

@@ -1,14 +1,19 @@
-"""server.realtime.lean_daphne's pieces that a socket cannot show (tests/api/realtime/test_wire.py
-checks the trims from inside a socket, on a real server)."""
+"""The fast paths that change autobahn's and Daphne's classes, where a socket cannot show them
+(tests/api/compat/test_daphne_server.py checks the trims from inside a socket, on a real server)."""
 
 import pprint
 import subprocess
 import sys
 from pathlib import Path
 
-from server.realtime.lean_daphne import _Pretty
+import pytest
+
+from server.compat.autobahn import _Pretty
 
 API = Path(__file__).resolve().parents[3] / "services" / "api"
+
+
+pytestmark = pytest.mark.fast_path("lean_handshake", "lean_sockets", "sweeps", "keepalive")
 
 
 def test_the_deferred_pretty_print_reads_as_pprint_would():
@@ -22,15 +27,16 @@ def test_install_patches_once_and_autobahn_still_formats_its_timings():
     """In a fresh interpreter (install changes classes process-wide): installed, idempotent,
     and autobahn's one other pformat user, Timings.__str__, still returns a str."""
     code = """
-from server.realtime import lean_daphne
+from server.compat import autobahn, daphne as daphne_compat
+from server.ws_main import install_fast_paths
 import autobahn.websocket.protocol as p
 from daphne import server, ws_protocol
-assert lean_daphne.install() and lean_daphne.install()
-assert p.pformat is lean_daphne._Pretty
-assert server.Server.create_application is lean_daphne._create_application
-from server.realtime import daphne_sweeps
-assert server.Server.timeout_checker is daphne_sweeps.timeout_checker
-assert server.Server.application_checker is daphne_sweeps.application_checker
+install_fast_paths()
+install_fast_paths()
+assert p.pformat is autobahn._Pretty
+assert server.Server.create_application.__module__ == "server.compat.daphne"
+assert server.Server.timeout_checker is daphne_compat.timeout_checker
+assert server.Server.application_checker is daphne_compat.application_checker
 timings = p.Timings()
 timings.track("connect")
 text = str(timings)

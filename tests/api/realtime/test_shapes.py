@@ -1,4 +1,4 @@
-"""Shared execution against strawberry's own per-subscriber execution, in process.
+"""Shared execution (server.realtime.shapes) against strawberry's own per-subscriber execution, in process.
 
 For each document, the frame the shared path builds must be byte for byte what strawberry's
 handler would send (execute, `send_next` or `send_data_message`, the view's JSON encoding,
@@ -17,9 +17,8 @@ from graphql import parse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from websockets.frames import Frame, Opcode
 
-from server.realtime import shared
-from server.realtime.protocols import OperationAddress
-from server.realtime.wire import frame_header
+from server.realtime import shapes
+from server.realtime.shapes import frame_header
 
 
 @strawberry.type
@@ -36,9 +35,9 @@ class Item:
         # Reads the subscriber's context without being marked: must not be shared.
         return str(info.context["connection_params"])
 
-    @shared.viewer_dependent()
+    @shapes.viewer_dependent()
     def viewed_by(self, info: strawberry.Info) -> str:
-        return shared.viewer_key(shared.viewer(info))
+        return shapes.viewer_key(shapes.viewer(info))
 
 
 EVENTS = [Item(name='plain "quoted" \\ é 🙂', n=1), Item(name="</script>", n=2**40)]
@@ -94,12 +93,12 @@ async def plain_frames(query, variables, operation_name, protocol, op_id, contex
 
 
 async def shared_frames(query, variables, operation_name, protocol, op_id, user, viewer_keyed) -> list[bytes]:
-    address = OperationAddress(op_id, protocol, query, operation_name, json.dumps(variables, sort_keys=True))
-    shape = shared.Shape(
+    shape = shapes.Shape(
         schema=SCHEMA,
         document=parse(query),
-        address=address,
-        context=shared.SharedContext(user) if viewer_keyed else shared.SharedContext(),
+        operation_name=operation_name,
+        variables=json.dumps(variables, sort_keys=True),
+        context=shapes.SharedContext(user) if viewer_keyed else shapes.SharedContext(),
         to_source=lambda item: item,
         encode=lambda m: json.dumps(m, separators=(",", ":")),
         kinds=frozenset(),
@@ -109,7 +108,7 @@ async def shared_frames(query, variables, operation_name, protocol, op_id, user,
     for item in EVENTS:
         name_prefix = (variables or {}).get("p", "")
         rendered = await shape.render(Item(name=name_prefix + item.name, n=item.n))
-        frames.append(rendered.frame(protocol, json.dumps(op_id).encode()))
+        frames.append(rendered.frame(protocol, json.dumps(op_id)))
     return frames
 
 
@@ -137,18 +136,18 @@ async def test_shared_frames_are_byte_identical_to_strawberrys(protocol, query, 
 
 async def test_viewer_dependent_fields_make_the_viewer_part_of_the_shape():
     query = "subscription { items { n viewedBy } }"
-    assert shared.selects_viewer_dependent(SCHEMA._schema, parse(query))
-    assert not shared.selects_viewer_dependent(SCHEMA._schema, parse("subscription { items { n } }"))
+    assert shapes.selects_viewer_dependent(SCHEMA, parse(query))
+    assert not shapes.selects_viewer_dependent(SCHEMA, parse("subscription { items { n } }"))
     # Through a fragment too.
-    assert shared.selects_viewer_dependent(
-        SCHEMA._schema, parse("subscription { items { ...V } } fragment V on Item { viewedBy }")
+    assert shapes.selects_viewer_dependent(
+        SCHEMA, parse("subscription { items { ...V } } fragment V on Item { viewedBy }")
     )
     alice, bob = User(1), User(2)
     for user in (alice, bob, AnonymousUser()):
         plain = await plain_frames(query, None, None, GRAPHQL_TRANSPORT_WS_PROTOCOL, "a", ws_context(user))
         mine = await shared_frames(query, None, None, GRAPHQL_TRANSPORT_WS_PROTOCOL, "a", user, True)
         assert mine == plain
-        assert shared.viewer_key(user).encode() in mine[0]
+        assert shapes.viewer_key(user).encode() in mine[0]
 
 
 async def test_a_field_reading_the_context_unmarked_gets_an_error_not_someone_elses_data():
@@ -159,8 +158,8 @@ async def test_a_field_reading_the_context_unmarked_gets_an_error_not_someone_el
     assert "viewer_dependent" in body["payload"]["errors"][0]["message"]
     assert b"secret" not in mine[0]
     # And reading the viewer without the marker is refused the same way.
-    with pytest.raises(shared.ContextNotShared):
-        _ = shared.SharedContext().viewer
+    with pytest.raises(shapes.ContextNotShared):
+        _ = shapes.SharedContext().viewer
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65535, 65536, 70000])
@@ -173,7 +172,7 @@ def test_frame_header_matches_rfc6455_framing(length):
 def test_the_websocket_schema_can_share_results():
     """An extension that hooks each streamed result (MaskErrors, say) would silently turn the
     shared path off for every subscriber; the production schema must not carry one."""
-    from server.realtime.shared import unsupported_reason
+    from server.realtime.shapes import unsupported_reason
     from server.schema import ws_schema
 
     assert unsupported_reason(ws_schema) is None
