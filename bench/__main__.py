@@ -66,11 +66,11 @@ def parse_args(argv):
     )
     p.add_argument(
         "--fast-paths",
-        nargs="+",
+        type=lambda text: [v.strip() for v in text.split(";") if v.strip()],
         default=["all"],
-        metavar="SETTING",
-        help="POSTWIRE_FAST_PATHS values to run postwire with, one run each, e.g. all -direct_writes "
-        "-sweeps,-keepalive none (default all)",
+        metavar="SETTING;SETTING",
+        help="POSTWIRE_FAST_PATHS values to run postwire with, one run each, separated by ';', e.g. "
+        "--fast-paths='all;-direct_writes;-sweeps,-keepalive;none' (default all)",
     )
     p.add_argument(
         "--checkout",

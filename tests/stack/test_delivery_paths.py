@@ -1,12 +1,13 @@
 """Direct delivery (each event executed once per shape, the hub writing every subscriber's
 message) against the plain path (strawberry executes and sends per subscriber), byte for byte.
 
-Three Daphne nodes of one stack get the same population of subscribers: the plain path
+Four Daphne nodes of one stack get the same population of subscribers: the plain path
 (POSTWIRE_DELIVERY=strawberry), direct delivery with its frames written to the sockets (fast
-path direct_writes), and direct delivery through each socket's ASGI send (that fast path off:
-its public path). The same publishes reach all three; every subscriber must receive exactly the
-same frames on each. Clients connect to each node directly: the delivery engine is what is
-compared, not nginx.
+path direct_writes), direct delivery through each socket's ASGI send (that fast path turned
+off: its public path), and a node that sees a Daphne release server.compat was never checked
+against (every fast path into Daphne declines: public paths throughout, said at start). The
+same publishes reach all four; every subscriber must receive exactly the same frames on each.
+Clients connect to each node directly: the delivery engine is what is compared, not nginx.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 import websockets
@@ -27,7 +29,9 @@ from tests.support.users import create_user, staff_client
 
 pytestmark = pytest.mark.stack
 
-PLAIN, SHARED, ASGI = "ws-1", "ws-2", "ws-3"
+PLAIN, SHARED, ASGI, UNKNOWN = "ws-1", "ws-2", "ws-3", "ws-4"
+DIRECT = (SHARED, ASGI, UNKNOWN)
+RELEASES = Path(__file__).resolve().parents[1] / "support" / "releases"  # a sitecustomize that pretends
 STALL_LIMIT = 32 * 1024  # POSTWIRE_WS_MAX_UNSENT_BYTES on the shared node
 SEND_BUFFER = 16 * 1024  # and its kernel send buffer per socket: stalls show up in seconds
 
@@ -37,7 +41,7 @@ def paths_stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("paths")
     with running_stack(
         run_dir,
-        ws_nodes=3,
+        ws_nodes=4,
         api_nodes=1,
         node_env={
             PLAIN: {"POSTWIRE_DELIVERY": "strawberry"},
@@ -47,6 +51,11 @@ def paths_stack(tmp_path_factory):
                 "POSTWIRE_WS_SEND_BUFFER_BYTES": str(SEND_BUFFER),
             },
             ASGI: {"POSTWIRE_DELIVERY": "direct", "POSTWIRE_FAST_PATHS": "-direct_writes"},
+            UNKNOWN: {
+                "POSTWIRE_DELIVERY": "direct",
+                "PYTHONPATH": str(RELEASES),
+                "POSTWIRE_TEST_RELEASES": "daphne=4.9.0",
+            },
         },
     ) as running:
         yield running
@@ -143,7 +152,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
     resume_from = history[0]  # two stored events to replay, then live
 
     nodes = {}
-    for name in (PLAIN, SHARED, ASGI):
+    for name in (PLAIN, *DIRECT):
         url = paths_stack.node(name).base_url.replace("http", "ws") + "/wsgraphql"
         nodes[name] = await population(url, staff.cookie_header, other.cookie_header, resume_from)
     try:
@@ -174,7 +183,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
             name: {(who, op): frames for who, sock in sockets.items() for op, frames in by_operation(sock)}
             for name, sockets in nodes.items()
         }
-        for direct in (SHARED, ASGI):
+        for direct in DIRECT:
             assert received[direct].keys() == received[PLAIN].keys()
             for who in received[PLAIN]:
                 plain, shared = received[PLAIN][who], received[direct][who]
@@ -189,7 +198,7 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         assert len(r["two-ops-one-socket"]) == 2 * len(titles)
         assert len(r["variables-after-replay"]) == 2 + len(titles)  # exactly the replayed gap, then live
         # Same document, three viewers, on the shared node too: nobody sees another's result.
-        for node in (PLAIN, SHARED, ASGI):
+        for node in (PLAIN, *DIRECT):
             got = received[node]
             assert all('"byViewer":true' in f for f in got["viewer-staff"])  # the publisher
             assert all('"byViewer":false' in f for f in got["viewer-other-staff"] + got["viewer-anonymous"])
@@ -199,8 +208,8 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         assert len(r["slow-reader"]) == len(titles)
         # And the direct nodes really took the direct path, one of them without direct writes;
         # the plain one did not.
-        assert node_metric(paths_stack, SHARED, "postwire_shared_shapes") >= 5
-        assert node_metric(paths_stack, ASGI, "postwire_shared_shapes") >= 5
+        for node in DIRECT:
+            assert node_metric(paths_stack, node, "postwire_shared_shapes") >= 5
         assert node_metric(paths_stack, PLAIN, "postwire_shared_shapes") == 0
         assert node_metric(paths_stack, SHARED, 'postwire_fast_path{component="direct_writes"}') == 1
         assert node_metric(paths_stack, ASGI, 'postwire_fast_path{component="direct_writes"}') == 0
@@ -208,6 +217,24 @@ async def test_shared_and_plain_paths_send_the_same_bytes(paths_stack):
         for sockets in nodes.values():
             for sock in sockets.values():
                 await sock.close()
+
+
+def test_a_node_on_a_daphne_release_it_does_not_know_says_which_fast_paths_are_off(paths_stack):
+    """Degrade, don't break: the node above that sees daphne 4.9.0 ran the public path (and sent
+    the same bytes); at start it said, once per fast path, which one is off and why, and its
+    metrics say the same."""
+    from server import compat
+
+    log = paths_stack.node(UNKNOWN).process.log_path.read_text()
+    into_daphne = [name for name, path in compat.FAST_PATHS.items() if "daphne" in path.upstream]
+    for name in into_daphne:
+        lines = [line for line in log.splitlines() if f"fast path {name} is off" in line]
+        assert len(lines) == 1 and "WARNING" in lines[0], (name, lines)
+        assert "daphne 4.9.0 is not a release it was checked against (4.2.x)" in lines[0]
+        assert node_metric(paths_stack, UNKNOWN, f'postwire_fast_path{{component="{name}"}}') == 0
+    assert node_metric(paths_stack, UNKNOWN, 'postwire_fast_path{component="shared_execution"}') == 1
+    other = paths_stack.node(SHARED).process.log_path.read_text()
+    assert "is off" not in other and node_metric(paths_stack, SHARED, 'postwire_fast_path{component="sweeps"}') == 1
 
 
 @pytest.mark.fast_path("direct_writes")

@@ -160,6 +160,7 @@ class DirectSubscription(Subscription):
     def __init__(self, fanout: Fanout, kinds, after, delivered, *, operation: Operation, shape_key, make_shape, writer):
         super().__init__(fanout, kinds, after, delivered)
         self.operation = operation
+        self.protocol = operation.protocol
         self.shape_key = shape_key
         self.make_shape = make_shape  # called if no subscriber of this shape is registered yet
         self.shape = None
@@ -255,15 +256,15 @@ class Fanout:
                     else:
                         sub.backlog.append(event)
                     continue
-                if sub.skips(seq):
-                    continue
+                if sub.after is not None and (seq <= sub.after or seq in sub.replayed):
+                    continue  # sub.skips(seq), inline: this loop runs once per subscriber
                 if sub.task is not None and sub.task.cancelling():
                     continue  # completed or disconnected: its task just has not run yet
                 if rendered is None:
                     rendered = await shape.render(event)
                     if sub.ended:
                         continue
-                status = sub.writer.write(sub, rendered, sub.operation.protocol, sub.encoded_id, seq)
+                status = sub.writer.write(sub, rendered, sub.protocol, sub.encoded_id, seq)
                 if status is Write.WRITTEN:
                     written += 1
                 elif status is Write.TOO_SLOW:
