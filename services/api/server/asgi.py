@@ -60,7 +60,7 @@ compat.report()
 
 # A Daphne node holds thousands of long-lived objects per thousand sockets, while each delivery
 # allocates hundreds of short-lived ones; with Python's default thresholds the collector keeps
-# re-scanning the long-lived heap (measured: ~18% of a node's CPU at 1,000 subscribers). Freeze
+# re-scanning the long-lived heap (docs/performance.md has the cost). Freeze
 # what start-up loaded and collect young objects less often. POSTWIRE_WS_GC_THRESHOLDS tunes it.
 if settings.WS_GC_THRESHOLDS:
     gc.collect()

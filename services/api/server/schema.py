@@ -93,8 +93,8 @@ class RootFieldLimit(ValidationRule):
 
 # Rule classes built once for the process (strawberry's QueryDepthLimiter and MaxAliasesLimiter
 # build new ones per request), so that validation results can be cached: clients send the same
-# few documents over and over, and validating a subscription cost more than anything else in a
-# WebSocket's connect (profiled). Introspection's own depth is bounded by graphql-core's
+# few documents over and over, and validating a subscription was the dearest part of a
+# WebSocket's connect. Introspection's own depth is bounded by graphql-core's
 # MaxIntrospectionDepthRule, one of the rules every document is validated with.
 LIMITS = [
     query_depth_limiter.create_validator(max_depth=settings.GRAPHQL_MAX_DEPTH, should_ignore=None),

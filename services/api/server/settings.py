@@ -111,8 +111,8 @@ DATABASES = {
 }
 # Persistent connections for gunicorn. Daphne (ASGI) gets 0, as Django advises: `postwire ws`
 # sets DB_CONN_MAX_AGE from DB_CONN_MAX_AGE_WS (default 0).
-# 600 s: opening one costs ~6 ms here (up to 16), paid by whichever request finds its connection
-# too old; at 60 s that was a few of every 40 publishes in the benchmark.
+# 600 s: opening a connection is paid by whichever request finds its connection too old, and it
+# costs more than most requests (docs/performance.md).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":

@@ -43,8 +43,6 @@ def install_fast_paths() -> None:
     from server.compat import autobahn, daphne
     from server.realtime.sockets import write_frame
 
-    if compat.on("lean_handshake"):
-        autobahn.install_lazy_format()
     lean, keepalive, sweeps = compat.on("lean_sockets"), compat.on("keepalive"), compat.on("sweeps")
     if lean or keepalive:
         autobahn.install_protocol_class(daphne.websocket_factory(), lean=lean, keepalive=keepalive)

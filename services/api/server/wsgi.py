@@ -10,8 +10,7 @@ application = get_wsgi_application()
 
 # Load the URLconf (and with it both GraphQL schemas) now rather than in the first request, then
 # move everything start-up made out of the collector's reach: a full collection of a worker's
-# ~140,000 start-up objects took 63-79 ms here (after the freeze: under 0.1 ms), a pause paid by
-# whichever request it landed in.
+# start-up objects is a pause paid by whichever request it lands in (docs/performance.md).
 import_module(settings.ROOT_URLCONF)
 gc.collect()
 gc.freeze()

@@ -1,31 +1,21 @@
 """The fast paths that change autobahn's and Daphne's classes, where a socket cannot show them
 (tests/api/compat/test_daphne_server.py checks the trims from inside a socket, on a real server)."""
 
-import pprint
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from server.compat.autobahn import _Pretty
-
 API = Path(__file__).resolve().parents[3] / "services" / "api"
 
 
-pytestmark = pytest.mark.fast_path("lean_handshake", "lean_sockets", "sweeps", "keepalive")
+pytestmark = pytest.mark.fast_path("lean_sockets", "sweeps", "keepalive")
 
 
-def test_the_deferred_pretty_print_reads_as_pprint_would():
-    options = [("autoPingInterval", 20, "WebSocketFactory"), ("allowedOrigins", ["*"], "WebSocketFactory")] * 5
-    assert str(_Pretty(options)) == pprint.pformat(options)
-    formatted = "\n{attrs}".format(attrs=_Pretty(options))  # noqa: UP032 - as autobahn's logger formats it
-    assert formatted == "\n" + pprint.pformat(options)
-
-
-def test_install_patches_once_and_autobahn_still_formats_its_timings():
-    """In a fresh interpreter (install changes classes process-wide): installed, idempotent,
-    and autobahn's one other pformat user, Timings.__str__, still returns a str."""
+def test_install_patches_once_and_derives_the_protocol_class_per_configuration():
+    """In a fresh interpreter (install changes classes process-wide): installed once however
+    often it is called, and autobahn's own formatting untouched."""
     code = """
 from server.compat import autobahn, daphne as daphne_compat
 from server.ws_main import install_fast_paths
@@ -33,7 +23,8 @@ import autobahn.websocket.protocol as p
 from daphne import server, ws_protocol
 install_fast_paths()
 install_fast_paths()
-assert p.pformat is autobahn._Pretty
+import pprint
+assert p.pformat is pprint.pformat
 assert server.Server.create_application.__module__ == "server.compat.daphne"
 assert server.Server.timeout_checker is daphne_compat.timeout_checker
 assert server.Server.application_checker is daphne_compat.application_checker

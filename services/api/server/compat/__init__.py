@@ -95,13 +95,6 @@ FAST_PATHS: dict[str, FastPath] = {
             _probes("daphne:probe_lean", "autobahn:probe_lean", "strawberry:probe_lean"),
         ),
         FastPath(
-            "lean_handshake",
-            "autobahn formats its debug dump of the protocol options only if the line is logged",
-            "autobahn pretty-prints its options on every connection",
-            ("autobahn",),
-            _probes("autobahn:probe_lazy_format"),
-        ),
-        FastPath(
             "sweeps",
             "Daphne's periodic walks over every connection replaced by work on the connections that need it",
             "Daphne's own application_checker and timeout_checker",

@@ -2,7 +2,6 @@
 
 Checked against: autobahn 26.10.2 and 26.11.1 (release series 26.10, 26.11).
 Names used:
-  autobahn.websocket.protocol: the module global `pformat` (replaced), Timings.__str__ (replaced)
   WebSocketProtocol: state, STATE_OPEN, send_queue, sendData, sendCloseFrame, transport, factory,
     failByDrop, CONFIG_ATTRS, http_headers, http_request_data, data, current_frame,
     _perMessageCompress, _dataReceived, _sendAutoPing (copied), processControlFrame (its pong
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pprint
 import struct
 import time
 
@@ -51,7 +49,6 @@ SOURCES = {
     "autobahn.websocket.protocol.WebSocketProtocol._connectionMade": "7ac58d8bb6c3c752",
     "autobahn.websocket.protocol.WebSocketProtocol._sendAutoPing": "344058949ed67de3",
     "autobahn.websocket.protocol.WebSocketProtocol.processControlFrame": "e308aea98264899e",
-    "autobahn.websocket.protocol.Timings.__str__": "6a8cac1b554e3bd8",
     "autobahn.twisted.websocket.WebSocketServerProtocol.dataReceived": "7997f762de218433",
 }
 
@@ -81,14 +78,6 @@ def probe_frames() -> str | None:
 
 def probe_close() -> str | None:
     return checks.first(_base(), _sources("websocket.protocol.WebSocketProtocol.sendCloseFrame"))
-
-
-def probe_lazy_format() -> str | None:
-    return checks.first(
-        _base(),
-        checks.missing("autobahn.websocket.protocol", ("pformat", "Timings")),
-        _sources("websocket.protocol.WebSocketProtocol._connectionMade", "websocket.protocol.Timings.__str__"),
-    )
 
 
 def probe_lean() -> str | None:
@@ -178,39 +167,12 @@ def close_properly_on_violation(protocol) -> None:
     protocol.failByDrop = False
 
 
-# --- fewer costs per connection (lean_handshake, lean_sockets) -----------------------------
-
-
-class _Pretty:
-    """pprint.pformat(obj), computed only when a log line that holds it is formatted."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj) -> None:
-        self.obj = obj
-
-    def __str__(self) -> str:
-        return pprint.pformat(self.obj)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-def _timings_str(timings) -> str:
-    return pprint.pformat(timings._timings)  # Timings.__str__ must return a str, not a _Pretty
-
-
-def install_lazy_format() -> None:
-    """autobahn pretty-prints its ~30 options for a debug line on every connection, logged or not."""
-    import autobahn.websocket.protocol as autobahn_protocol
-
-    autobahn_protocol.pformat = _Pretty
-    autobahn_protocol.Timings.__str__ = _timings_str
+# --- fewer objects per connection (lean_sockets) ------------------------------------------
 
 
 class _HandshakeForgotten:
     """Lets go of autobahn's parse of the opening handshake once the socket is open: the raw
-    request and its headers as a dict of strings (~2 KiB per idle socket). Only the handshake
+    request and its headers as a dict of strings. Only the handshake
     reads them; Daphne has copied the headers into the ASGI scope, which keeps them."""
 
     def onOpen(self):
@@ -236,7 +198,7 @@ def _as_class_attribute(value):
 def install_protocol_class(factory_class, *, lean: bool, keepalive: bool) -> None:
     """Every time Daphne configures its factory, derive its protocol class: with `lean`, the
     factory's options as class attributes (autobahn copies an option into each instance only
-    when the instance lacks it: ~3 KiB per idle socket) and the handshake let go; with
+    when the instance lacks it) and the handshake let go; with
     `keepalive`, reads that take the keep-alive pong inline."""
     original = factory_class.setProtocolOptions
     mixins = tuple(m for m, wanted in ((_HandshakeForgotten, lean), (_LeanReads, keepalive)) if wanted)
@@ -253,9 +215,8 @@ def install_protocol_class(factory_class, *, lean: bool, keepalive: bool) -> Non
 
 # --- Daphne's keep-alive without autobahn's frame machinery (keepalive) --------------------
 #
-# At 20 s per socket, 3,333 idle sockets are ~170 pings and pongs a second per node; py-spy put
-# most of such a node's idle CPU in them (autobahn's sendFrame and Twisted's writer arming for
-# the ping; Twisted's read, autobahn's frame parser and a masker built per frame for the pong).
+# Every idle socket is pinged every 20 s: for a node holding thousands, the ping and its pong
+# through autobahn's general frame machinery were most of its idle CPU (docs/decisions/005).
 
 
 def send_auto_ping(protocol, write) -> None:

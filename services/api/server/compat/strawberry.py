@@ -25,7 +25,13 @@ PACKAGE, CHECKED = "strawberry-graphql", ("0.341",)
 GRAPHQL_CORE, GRAPHQL_CORE_CHECKED = "graphql-core", ("3.3",)
 # Names of theirs distinctive enough that postwire's code outside this package must not use
 # them (tests/api/compat/test_boundary.py).
-INTERNALS = ("message_queue", "connection_init_timeout_task", "ws_consumer")
+INTERNALS = (
+    "message_queue",
+    "connection_init_timeout_task",
+    "ws_consumer",
+    "connection_acknowledged",
+    "connection_init_received",
+)
 
 SOURCES = {
     "strawberry.schema.schema.Schema._stream": "c5ba32092056c6a1",
@@ -65,12 +71,12 @@ def graphql_schema(schema):
 
 
 def drop_unused_queue(consumer) -> None:
-    """strawberry's consumer makes an asyncio.Queue per socket (three deques and an Event, ~3 KiB);
+    """strawberry's consumer makes an asyncio.Queue per socket (three deques and an Event);
     postwire's consumer reads its own Inbox instead."""
     consumer.message_queue = None
 
 
 def release_init_timeout(handler) -> None:
     """strawberry cancels its connection_init timeout task but keeps it: a done task holding its
-    CancelledError, traceback and frames for the socket's whole life (~1.5 KiB per socket)."""
+    CancelledError, traceback and frames for the socket's whole life."""
     handler.connection_init_timeout_task = None

@@ -1,11 +1,10 @@
 """Holding work committed during a WSGI request until its response has been written.
 
 Why: a broadcast wakes every Daphne process, and on a machine whose cores they share, their
-fan-out (100-300 ms of CPU at 10,000 subscribers) would otherwise run while the gunicorn thread
-is still building and writing the publish's response, which then gets a fraction of a core
-(bench, 10,000 subscribers: the publish request's p99 47.3 ms before, 22.2 ms after; its median,
-~12 ms, is the request's own work). Holding the send costs delivery only the time it takes to
-finish and write that response, ~1-2 ms.
+fan-out would otherwise run while the gunicorn thread is still building and writing the
+publish's response, which then gets a fraction of a core (the benchmark halved the publish
+request's p99 this way: docs/performance.md). Holding the send costs delivery only the time it
+takes to finish and write that response.
 
 When: Django fires `request_finished` from `HttpResponse.close()`, and gunicorn calls that after
 the body is written: gthread's `handle_request` writes every chunk, then `resp.close()`, then

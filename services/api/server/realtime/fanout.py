@@ -19,11 +19,14 @@ import asyncio
 import collections
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from server.realtime import metrics
 from server.realtime.operations import Operation
 from server.realtime.sockets import Write, Writer
+
+if TYPE_CHECKING:
+    from server.realtime.shapes import Shape
 
 
 class Event(Protocol):
@@ -163,7 +166,7 @@ class DirectSubscription(Subscription):
         self.protocol = operation.protocol
         self.shape_key = shape_key
         self.make_shape = make_shape  # called if no subscriber of this shape is registered yet
-        self.shape = None
+        self.shape: Shape | None = None
         self.writer: Writer = writer
         self.encoded_id: str = operation.consumer.encode_json(operation.id)
         self.task = asyncio.current_task()
@@ -204,7 +207,7 @@ class Fanout:
         self.queue_size = queue_size
         self.write_slice = write_slice
         self.queued: set[QueuedSubscription] = set()
-        self.shapes: dict[Any, Any] = {}
+        self.shapes: dict[tuple, Shape] = {}  # by shape key (server.realtime.shapes.shape_key)
 
     def register(self, subscription: Subscription) -> None:
         if isinstance(subscription, DirectSubscription):

@@ -1,9 +1,9 @@
 """A single reader's inbound-message queue, lighter than asyncio.Queue.
 
 Every socket holds two of these while it waits: Daphne's (what it read from the socket for the
-application) and the consumer's (what strawberry's protocol handler has not handled yet). An
-asyncio.Queue holds three deques and an Event of its own, about 3 KiB per queue on an idle
-socket; this is a list and, while its one reader waits, one future.
+application, fast path lean_sockets) and the consumer's (what strawberry's protocol handler has
+not handled yet). An asyncio.Queue holds three deques and an Event of its own; this is a list
+and, while its one reader waits, one future.
 """
 
 from __future__ import annotations

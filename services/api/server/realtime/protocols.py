@@ -96,6 +96,7 @@ class LegacyWSHandler(_Operations, BaseGraphQLWSHandler):
     """strawberry's graphql-ws handler, with a connection_init timeout."""
 
     protocol = WsProtocol.LEGACY
+    initialised = False
 
     async def handle(self) -> None:
         timeout = asyncio.create_task(self._connection_init_timeout())
@@ -106,8 +107,12 @@ class LegacyWSHandler(_Operations, BaseGraphQLWSHandler):
 
     async def _connection_init_timeout(self) -> None:
         await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
-        if not self.connection_acknowledged:
+        if not self.initialised:
             await self.websocket.close(INIT_TIMEOUT, "Connection initialisation timeout")
+
+    async def handle_connection_init(self, message) -> None:
+        self.initialised = True  # accepted or refused, the timeout's job is done
+        await super().handle_connection_init(message)
 
     async def handle_start(self, message) -> None:
         await self.start_operation(super().handle_start, message)

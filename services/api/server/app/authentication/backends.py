@@ -2,9 +2,9 @@
 precompiled statement.
 
 Every logged-in request loads its user by id (django.contrib.auth.get_user calls the session's
-backend). The ORM spent ~0.7 ms building that `SELECT` (raw: ~0.2 ms with the round trip,
-measured back to back on this machine). Authentication, permissions and the rule for who may be
-loaded (an active user) are Django's, unchanged."""
+backend), and building that `SELECT` through the ORM cost more than running it (docs/performance.md).
+Authentication, permissions and the rule for who may be loaded (an active user) are Django's,
+unchanged; the statement uses only Django's documented model API (`_meta`, `from_db`)."""
 
 import functools
 
